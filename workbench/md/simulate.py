@@ -1,0 +1,271 @@
+"""Running MD: equilibrate, then sample frames every k steps, with neighbour-list safety.
+
+The inner loop is a jitted ``lax.scan`` over ``sample_every`` integrator steps, nested in a scan
+over the frames of one chunk; positions, velocities and potential energies are stored once per
+frame.  Between chunks (outside jit) the pair list's overflow flag is checked; on overflow the
+list is reallocated from the chunk's starting state and the chunk is run again, so no stored frame
+ever used an incomplete pair list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from workbench.md import integrators
+from workbench.md.neighbor import PairListBuilder, overflowed
+from workbench.potentials.base import Potential, all_pairs
+from workbench.system import System
+from workbench.units import KB
+
+#: Progress callback: ``progress(steps_done, steps_total, stage)`` with stage "equilibrate"/"sample".
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class MDConfig:
+    """Settings of an MD run (units: ps, K, 1/ps, nm).
+
+    ensemble: "nve" (velocity Verlet) or "nvt" (BAOAB Langevin with friction ``gamma``).
+    dt: time step (0.0005 ps = 0.5 fs by default).
+    sample_every: integrator steps between stored frames.
+    precision: "float64" or "float32" (dtype of the state; the potential follows it).
+    skin: pair-list skin (nm); chunk_frames: frames per jitted chunk (progress granularity).
+    """
+
+    ensemble: str = "nvt"
+    temperature_K: float = 298.15
+    dt: float = 0.0005
+    gamma: float = 5.0
+    sample_every: int = 10
+    precision: str = "float64"
+    skin: float = 0.1
+    chunk_frames: int = 100
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.ensemble not in ("nve", "nvt"):
+            raise ValueError(f"ensemble must be 'nve' or 'nvt', got {self.ensemble!r}")
+        if self.precision not in ("float32", "float64"):
+            raise ValueError(f"precision must be 'float32' or 'float64', got {self.precision!r}")
+        if not self.dt > 0 or not self.sample_every >= 1 or not self.temperature_K > 0:
+            raise ValueError("dt and temperature must be positive and sample_every ≥ 1")
+
+    @property
+    def dtype(self):
+        return jnp.float64 if self.precision == "float64" else jnp.float32
+
+
+@dataclasses.dataclass(frozen=True)
+class Trajectory:
+    """Stored frames of a run.
+
+    positions (F, N, 3) nm unwrapped; velocities (F, N, 3) nm/ps; potential_energy (F,) kJ/mol;
+    kinetic_energy (F,) kJ/mol; dt_frame ps between frames; box (3,) nm; masses (N,) amu.
+    ``final_state`` continues the run; ``n_reallocations`` counts pair-list overflows handled.
+    """
+
+    positions: np.ndarray
+    velocities: np.ndarray
+    potential_energy: np.ndarray
+    kinetic_energy: np.ndarray
+    dt_frame: float
+    box: np.ndarray
+    masses: np.ndarray
+    system: System
+    config: MDConfig
+    final_state: integrators.MDState
+    n_reallocations: int = 0
+    wall_time_s: float = 0.0
+
+    @property
+    def n_frames(self) -> int:
+        return self.positions.shape[0]
+
+    @property
+    def time_ps(self) -> np.ndarray:
+        return np.arange(1, self.n_frames + 1) * self.dt_frame
+
+    @property
+    def total_energy(self) -> np.ndarray:
+        return self.potential_energy + self.kinetic_energy
+
+    @property
+    def temperature(self) -> np.ndarray:
+        """Instantaneous temperature (K) over 3N degrees of freedom (3N − 3 for NVE)."""
+        dof = 3 * self.masses.size - (3 if self.config.ensemble == "nve" else 0)
+        return 2.0 * self.kinetic_energy / (KB * dof)
+
+    @property
+    def volume(self) -> float:
+        return float(np.prod(self.box))
+
+    def to_system(self, frame: int = -1) -> System:
+        return self.system.replace(positions=self.positions[frame], velocities=self.velocities[frame])
+
+
+def energy_drift(time_ps, total_energy, n_atoms: int, temperature_K: float) -> float:
+    """Drift of the total energy: least-squares slope / (kT · n_atoms), in kT per atom per ps."""
+    slope = np.polyfit(np.asarray(time_ps, float), np.asarray(total_energy, float), 1)[0]
+    return float(slope / (KB * temperature_K * n_atoms))
+
+
+class MDRunner:
+    """Jitted MD for one potential, system box and config; reusable across runs and parameters.
+
+    ``run(state, n_frames)`` advances ``n_frames × sample_every`` steps and returns the frames.
+    """
+
+    def __init__(self, potential: Potential, system: System, config: MDConfig = MDConfig()):
+        self.potential = potential
+        self.system = system
+        self.config = config
+        self.masses = np.asarray(system.masses)
+        self.box = np.asarray(system.box, float)
+        energy_and_forces = integrators.energy_and_forces_fn(potential.energy_fn, self.box)
+        self._energy_and_forces = energy_and_forces
+        if config.ensemble == "nve":
+            self._step = integrators.velocity_verlet(energy_and_forces, self.masses, config.dt)
+        else:
+            self._step = integrators.baoab_langevin(energy_and_forces, self.masses, config.dt,
+                                                    config.temperature_K, config.gamma)
+        self.pair_builder = None
+        if potential.cutoff is not None:
+            self.pair_builder = PairListBuilder(tuple(self.box), potential.cutoff, config.skin)
+        self.n_reallocations = 0
+
+    # -- pair lists -------------------------------------------------------------------------
+    def allocate_pairs(self, positions, extra_capacity: int = 0):
+        if self.pair_builder is None:
+            return _StaticPairs(all_pairs(positions.shape[0]))
+        return self.pair_builder.allocate(positions, extra_capacity)
+
+    def _update_pairs(self, positions, nbrs):
+        if self.pair_builder is None:
+            return nbrs
+        return self.pair_builder.update(positions, nbrs)
+
+    # -- state --------------------------------------------------------------------------------
+    def init(self, positions=None, velocities=None, params=None, seed: int | None = None):
+        """Initial MDState and pair list; velocities from Maxwell–Boltzmann when not given."""
+        dtype = self.config.dtype
+        x = jnp.asarray(self.system.positions if positions is None else positions, dtype)
+        if velocities is None:
+            velocities = self.system.velocities
+        if velocities is None:
+            key = jax.random.PRNGKey(self.config.seed if seed is None else seed)
+            velocities = integrators.maxwell_boltzmann(key, self.masses, self.config.temperature_K, dtype)
+        v = jnp.asarray(velocities, dtype)
+        nbrs = self.allocate_pairs(x)
+        params = self.potential.params if params is None else params
+        state = integrators.init_state(self._energy_and_forces, params, x, v, nbrs.idx)
+        return state, nbrs
+
+    @partial(jax.jit, static_argnums=(0, 4, 5))
+    def _chunk(self, state, nbrs, key, n_frames, store, params):
+        step = self._step
+        update = self._update_pairs
+
+        def one_step(carry, _):
+            state, nbrs, key = carry
+            key, sub = jax.random.split(key)
+            nbrs = update(state.positions, nbrs)
+            state = step(state, params, nbrs.idx, sub)
+            return (state, nbrs, key), None
+
+        def one_frame(carry, _):
+            carry, _ = jax.lax.scan(one_step, carry, None, length=self.config.sample_every)
+            s = carry[0]
+            out = (s.positions, s.velocities, s.energy) if store else None
+            return carry, out
+
+        return jax.lax.scan(one_frame, (state, nbrs, key), None, length=n_frames)
+
+    def run(self, state, nbrs, n_frames: int, *, params=None, key=None, store: bool = True,
+            progress: ProgressFn | None = None, stage: str = "sample"):
+        """Advance ``n_frames`` frames; returns (state, nbrs, key, frames) with frames as numpy
+        arrays (positions, velocities, potential energy) or None when ``store`` is False."""
+        params = self.potential.params if params is None else params
+        if key is None:
+            key = jax.random.PRNGKey(self.config.seed + 1)
+        chunk = max(1, min(self.config.chunk_frames, n_frames))
+        done, outputs = 0, []
+        total_steps = n_frames * self.config.sample_every
+        while done < n_frames:
+            n = min(chunk, n_frames - done)
+            for _attempt in range(5):
+                (new_state, new_nbrs, new_key), out = self._chunk(state, nbrs, key, n, store, params)
+                if not (self.pair_builder is not None and overflowed(new_nbrs)):
+                    break
+                # The list overflowed somewhere in this chunk: reallocate from the chunk's start
+                # with more room and redo the chunk (its frames are discarded).
+                self.n_reallocations += 1
+                nbrs = self.pair_builder.allocate(state.positions, extra_capacity=_extra(nbrs))
+            else:
+                raise RuntimeError("pair list kept overflowing after 5 reallocations; the system "
+                                   "is probably exploding (check the time step and the structure)")
+            if not bool(jnp.all(jnp.isfinite(new_state.positions))):
+                raise FloatingPointError(
+                    f"MD blew up (non-finite positions) between step {done * self.config.sample_every} "
+                    f"and {(done + n) * self.config.sample_every}; reduce the time step or check the model")
+            state, nbrs, key = new_state, new_nbrs, new_key
+            if store:
+                outputs.append(jax.device_get(out))
+            done += n
+            if progress is not None:
+                progress(done * self.config.sample_every, total_steps, stage)
+        frames = None
+        if store:
+            frames = tuple(np.concatenate([o[k] for o in outputs]) for k in range(3))
+        return state, nbrs, key, frames
+
+
+def _extra(nbrs) -> int:
+    return max(16, int(0.25 * nbrs.idx.shape[1]))
+
+
+@dataclasses.dataclass(frozen=True)
+class _StaticPairs:
+    """All-pairs list for potentials without a cutoff (never overflows)."""
+
+    idx: jax.Array
+
+    def update(self, positions):
+        return self
+
+
+jax.tree_util.register_pytree_node(_StaticPairs, lambda p: ((p.idx,), None), lambda _, c: _StaticPairs(c[0]))
+
+
+def simulate(potential: Potential, system: System, n_steps: int, config: MDConfig = MDConfig(), *,
+             equilibration_steps: int = 0, params=None, progress: ProgressFn | None = None,
+             runner: MDRunner | None = None) -> Trajectory:
+    """Equilibrate for ``equilibration_steps`` (not stored), then run ``n_steps`` storing every
+    ``config.sample_every``-th frame.  Velocities come from ``system.velocities`` or Maxwell–Boltzmann
+    at ``config.temperature_K``.  Returns a ``Trajectory``.
+    """
+    if n_steps < config.sample_every:
+        raise ValueError(f"n_steps ({n_steps}) must be at least sample_every ({config.sample_every})")
+    runner = runner or MDRunner(potential, system, config)
+    t0 = time.perf_counter()
+    state, nbrs = runner.init(params=params)
+    key = jax.random.PRNGKey(config.seed + 1)
+    k = config.sample_every
+    if equilibration_steps:
+        state, nbrs, key, _ = runner.run(state, nbrs, max(1, equilibration_steps // k), params=params,
+                                         key=key, store=False, progress=progress, stage="equilibrate")
+    state, nbrs, key, frames = runner.run(state, nbrs, n_steps // k, params=params, key=key,
+                                          progress=progress)
+    positions, velocities, pe = frames
+    masses = runner.masses
+    ke = 0.5 * np.sum(masses[None, :, None] * velocities.astype(float) ** 2, axis=(1, 2))
+    return Trajectory(positions=positions, velocities=velocities, potential_energy=pe.astype(float),
+                      kinetic_energy=ke, dt_frame=config.dt * k, box=runner.box, masses=masses,
+                      system=system, config=config, final_state=state,
+                      n_reallocations=runner.n_reallocations, wall_time_s=time.perf_counter() - t0)
