@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench import units
+from workbench.errors import UserInputError
 
 #: Elements the workbench has masses and models for.
 KNOWN_ELEMENTS = {"H": 1.00794, "O": 15.9994, "Ar": 39.948, "C": 12.0107, "N": 14.0067}
@@ -27,7 +28,7 @@ WATER_MASS = KNOWN_ELEMENTS["O"] + 2 * KNOWN_ELEMENTS["H"]
 MIN_INTERMOLECULAR_DISTANCE = 0.1
 
 
-class StructureError(ValueError):
+class StructureError(UserInputError):
     """A structure that cannot be used as it is (the message names the problem)."""
 
 
@@ -205,9 +206,18 @@ def read(path, index=-1, check_overlaps: bool = True) -> System:
     if not path.exists():
         raise StructureError(f"structure file {path} does not exist")
     try:
-        atoms = ase.io.read(path, index=index)
+        images = ase.io.read(path, index=":")
     except Exception as err:  # ase raises many types; report the file and the reason
         raise StructureError(f"cannot read {path.name}: {err}") from err
+    # ase's PDB reader returns an extra empty image after ENDMDL/END: frames with no atoms are not
+    # structures, so they are dropped before indexing.
+    images = [a for a in images if len(a)]
+    if not images:
+        raise StructureError(f"{path.name} holds no atoms")
+    try:
+        atoms = images[index]
+    except IndexError as err:
+        raise StructureError(f"{path.name} has {len(images)} frame(s); frame {index} does not exist") from err
     try:
         return from_atoms(atoms, check_overlaps=check_overlaps)
     except StructureError as err:

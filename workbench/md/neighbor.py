@@ -14,9 +14,14 @@ sets an overflow flag; callers check ``overflowed(nbrs)`` *outside* jit, realloc
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import jax.numpy as jnp
 from jax_md import partition, space
+
+# jax-md 0.2.29 scatters int64 indices into its int32 list when x64 is on; harmless, but JAX warns
+# on every trace.  Silence exactly that message.
+warnings.filterwarnings("ignore", message="scatter inputs have incompatible types", category=FutureWarning)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -188,9 +188,15 @@ class MDRunner:
         return jax.lax.scan(one_frame, (state, nbrs, key), None, length=n_frames)
 
     def run(self, state, nbrs, n_frames: int, *, params=None, key=None, store: bool = True,
-            progress: ProgressFn | None = None, stage: str = "sample"):
+            progress: ProgressFn | None = None, stage: str = "sample",
+            on_chunk: Callable[[dict], None] | None = None,
+            stop_requested: Callable[[], bool] | None = None):
         """Advance ``n_frames`` frames; returns (state, nbrs, key, frames) with frames as numpy
-        arrays (positions, velocities, potential energy) or None when ``store`` is False."""
+        arrays (positions, velocities, potential energy) or None when ``store`` is False.
+
+        ``on_chunk(summary)`` receives ``chunk_summary`` of each finished chunk (live plots);
+        ``stop_requested()`` is checked between chunks and ends the run early (frames so far kept).
+        """
         params = self.potential.params if params is None else params
         if key is None:
             key = jax.random.PRNGKey(self.config.seed + 1)
@@ -217,13 +223,29 @@ class MDRunner:
             state, nbrs, key = new_state, new_nbrs, new_key
             if store:
                 outputs.append(jax.device_get(out))
+            if on_chunk is not None and store:
+                on_chunk(chunk_summary(outputs[-1], self.masses, self.config, first_frame=done))
             done += n
             if progress is not None:
                 progress(done * self.config.sample_every, total_steps, stage)
+            if stop_requested is not None and stop_requested():
+                break
         frames = None
         if store:
             frames = tuple(np.concatenate([o[k] for o in outputs]) for k in range(3))
         return state, nbrs, key, frames
+
+
+def chunk_summary(frames, masses, config: MDConfig, first_frame: int = 0) -> dict:
+    """Per-frame time (ps), temperature (K), potential, kinetic and total energy (kJ/mol) of a chunk
+    of frames ``(positions, velocities, potential_energy)``."""
+    _, velocities, pe = frames
+    ke = 0.5 * np.sum(np.asarray(masses)[None, :, None] * np.asarray(velocities, float) ** 2, axis=(1, 2))
+    dof = 3 * len(masses) - (3 if config.ensemble == "nve" else 0)
+    t = (first_frame + np.arange(1, len(pe) + 1)) * config.dt * config.sample_every
+    pe = np.asarray(pe, float)
+    return {"time_ps": t, "temperature_K": 2 * ke / (KB * dof), "potential_energy": pe,
+            "kinetic_energy": ke, "total_energy": pe + ke}
 
 
 def _extra(nbrs) -> int:
@@ -245,10 +267,12 @@ jax.tree_util.register_pytree_node(_StaticPairs, lambda p: ((p.idx,), None), lam
 
 def simulate(potential: Potential, system: System, n_steps: int, config: MDConfig = MDConfig(), *,
              equilibration_steps: int = 0, params=None, progress: ProgressFn | None = None,
-             runner: MDRunner | None = None) -> Trajectory:
+             runner: MDRunner | None = None, on_chunk: Callable[[dict], None] | None = None,
+             stop_requested: Callable[[], bool] | None = None) -> Trajectory:
     """Equilibrate for ``equilibration_steps`` (not stored), then run ``n_steps`` storing every
     ``config.sample_every``-th frame.  Velocities come from ``system.velocities`` or Maxwell–Boltzmann
-    at ``config.temperature_K``.  Returns a ``Trajectory``.
+    at ``config.temperature_K``.  ``on_chunk``/``stop_requested``: see ``MDRunner.run`` (a stop
+    returns the frames sampled so far).  Returns a ``Trajectory``.
     """
     if n_steps < config.sample_every:
         raise ValueError(f"n_steps ({n_steps}) must be at least sample_every ({config.sample_every})")
@@ -261,10 +285,11 @@ def simulate(potential: Potential, system: System, n_steps: int, config: MDConfi
         state, nbrs, key, _ = runner.run(state, nbrs, max(1, equilibration_steps // k), params=params,
                                          key=key, store=False, progress=progress, stage="equilibrate")
     state, nbrs, key, frames = runner.run(state, nbrs, n_steps // k, params=params, key=key,
-                                          progress=progress)
+                                          progress=progress, on_chunk=on_chunk,
+                                          stop_requested=stop_requested)
     positions, velocities, pe = frames
     masses = runner.masses
-    ke = 0.5 * np.sum(masses[None, :, None] * velocities.astype(float) ** 2, axis=(1, 2))
+    ke = chunk_summary(frames, masses, config)["kinetic_energy"]
     return Trajectory(positions=positions, velocities=velocities, potential_energy=pe.astype(float),
                       kinetic_energy=ke, dt_frame=config.dt * k, box=runner.box, masses=masses,
                       system=system, config=config, final_state=state,

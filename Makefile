@@ -1,0 +1,28 @@
+# Two entry points (see README): `make serve` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.installed-stamp
+
+.PHONY: install serve test lint bench-quick
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: install
+	BOKEH_RESOURCES=server $(BIN)/panel serve app.py --address localhost --port 5006 \
+		--allow-websocket-origin localhost:5006
+
+lint: install
+	$(BIN)/ruff check workbench tests scripts app.py
+
+test: lint
+	$(BIN)/pytest -q
+
+bench-quick: install
+	for b in md; do $(BIN)/workbench bench $$b --quick; done

@@ -1,0 +1,136 @@
+"""``workbench bench NAME`` benchmarks.  Each returns one flat-ish dict (printed as JSON).
+
+Contract (DESIGN.md): ``--quick`` finishes in under 60 s on 2 CPU cores, JIT included, and measures
+the real code path at a smaller size; full runs are recorded in benchmarks/results/NAME.json with
+the machine, jax version and date (``environment()`` below).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from workbench.errors import UserInputError
+
+
+def environment() -> dict:
+    from workbench.cli import _cpu_model
+
+    return {"cpu": _cpu_model(), "cores": _cores(), "jax": jax.__version__,
+            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            "python": platform.python_version(), "date": datetime.date.today().isoformat()}
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _block(tree):
+    return jax.tree_util.tree_map(lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a,
+                                  tree)
+
+
+# ---------------------------------------------------------------------------------------------
+# md: our MD loop vs jax-md's own simulate.nve with the same energy function and pair list
+
+
+def bench_md(quick: bool) -> dict:
+    from jax_md import partition, simulate, space
+
+    from workbench.md import MDConfig, MDRunner, energy_drift
+    from workbench.md.integrators import maxwell_boltzmann
+    from workbench.models import benchmark_water
+
+    system, potential, model_name = benchmark_water()
+    steps = 400 if quick else 4000
+    precisions = ["float64"] if quick else ["float32", "float64"]
+    out = {"atoms": system.n_atoms, "model": model_name, "steps": steps, "dt_fs": 0.5}
+    per_precision = {}
+    for precision in precisions:
+        cfg = MDConfig(ensemble="nve", dt=0.0005, sample_every=10, precision=precision,
+                       chunk_frames=steps // 10)
+        runner = MDRunner(potential, system, cfg)
+        dtype = cfg.dtype
+        v0 = maxwell_boltzmann(jax.random.PRNGKey(0), system.masses, 298.15, dtype)
+        state, nbrs = runner.init(velocities=v0)
+        runner.run(state, nbrs, steps // 10)  # compile
+        t0 = time.perf_counter()
+        final, _, _, frames = runner.run(state, nbrs, steps // 10)
+        _block(final)
+        ours = steps / (time.perf_counter() - t0)
+        pos, vel, pe = frames
+        ke = 0.5 * np.sum(runner.masses[None, :, None] * vel.astype(float) ** 2, axis=(1, 2))
+        t = np.arange(1, len(pe) + 1) * cfg.dt * cfg.sample_every
+        drift = energy_drift(t, pe + ke, system.n_atoms, 298.15)
+
+        # jax-md's own NVE loop, same energy function, same pair-list cutoff/skin and format.
+        box = jnp.asarray(system.box, dtype)
+        displacement, shift = space.periodic(box)
+        nbr_fn = partition.neighbor_list(displacement, box, potential.cutoff, dr_threshold=cfg.skin,
+                                         format=partition.NeighborListFormat.OrderedSparse)
+        params = potential.params
+
+        def energy(r, neighbor, params=params, box=box):
+            return potential.energy_fn(params, r, box, neighbor.idx)
+
+        init_fn, apply_fn = simulate.nve(energy, shift, cfg.dt)
+        r0 = jnp.mod(jnp.asarray(system.positions, dtype), box)
+        nbrs_j = nbr_fn.allocate(r0)
+        masses = jnp.asarray(system.masses, dtype)[:, None]
+        js = init_fn(jax.random.PRNGKey(0), r0, kT=0.0, mass=masses, neighbor=nbrs_j)
+        js = js.set(momentum=masses * v0)
+
+        jaxmd_loop = jax.jit(_jaxmd_nve_loop(apply_fn, steps))
+
+        _block(jaxmd_loop(js, nbrs_j))
+        t0 = time.perf_counter()
+        js_end, nb_end = _block(jaxmd_loop(js, nbrs_j))
+        theirs = steps / (time.perf_counter() - t0)
+        if bool(nb_end.did_buffer_overflow):
+            raise RuntimeError("jax-md reference loop overflowed its pair list; results invalid")
+        per_precision[precision] = {"steps_per_s": ours, "jaxmd_steps_per_s": theirs,
+                                    "ratio": ours / theirs, "drift_kT_per_atom_per_ps": drift}
+    main = per_precision[precisions[-1]]
+    out.update({"precision": precisions[-1], **main, "per_precision": per_precision})
+    return out
+
+
+def _jaxmd_nve_loop(apply_fn, steps: int):
+    """jax-md's reference loop: ``steps`` × (simulate.nve apply, neighbour-list update)."""
+
+    def loop(state, nbrs):
+        def body(_, carry):
+            s, nb = carry
+            s = apply_fn(s, neighbor=nb)
+            return s, nb.update(s.position)
+
+        return jax.lax.fori_loop(0, steps, body, (state, nbrs))
+
+    return loop
+
+
+# ---------------------------------------------------------------------------------------------
+
+BENCHMARKS = {
+    "md": "workbench.bench:bench_md",
+    "grad": "workbench.bench_grad:run",
+}
+
+
+def run(name: str, quick: bool = False) -> dict:
+    if name not in BENCHMARKS:
+        raise UserInputError(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHMARKS))}")
+    module, func = BENCHMARKS[name].split(":")
+    t0 = time.perf_counter()
+    result = getattr(importlib.import_module(module), func)(quick)
+    result = {"benchmark": name, "quick": quick, **result,
+              "wall_time_s": round(time.perf_counter() - t0, 2), "environment": environment()}
+    return result
