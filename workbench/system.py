@@ -24,8 +24,10 @@ WATER_R_OH = 0.09419
 WATER_ANGLE = math.radians(107.4)
 WATER_MASS = KNOWN_ELEMENTS["O"] + 2 * KNOWN_ELEMENTS["H"]
 
-#: Smallest interatomic distance (nm) between different molecules accepted in input structures.
+#: Smallest distance (nm) accepted between atoms of different molecules in input structures.
 MIN_INTERMOLECULAR_DISTANCE = 0.1
+#: Smallest distance (nm) accepted between any two atoms (bonded or not).
+MIN_ANY_DISTANCE = 0.05
 
 
 class StructureError(UserInputError):
@@ -232,22 +234,32 @@ def write(path, system: System | list[System], format: str | None = None) -> Non
     ase.io.write(path, [to_atoms(s) for s in systems], format=format)
 
 
-def check_no_overlaps(system: System, min_distance: float = MIN_INTERMOLECULAR_DISTANCE) -> None:
-    """Raise ``StructureError`` if atoms of different molecules are closer than ``min_distance`` nm."""
+def check_no_overlaps(system: System, min_distance: float = MIN_INTERMOLECULAR_DISTANCE,
+                      min_any: float = MIN_ANY_DISTANCE) -> None:
+    """Raise ``StructureError`` naming the first pair of atoms that overlap: first any two atoms
+    closer than ``min_any`` nm, then atoms of different molecules (when the molecules are known,
+    i.e. multi-atom) closer than ``min_distance`` nm."""
     pos, box = system.positions, system.box
     mol_of = np.empty(system.n_atoms, dtype=int)
     for m, atoms in enumerate(system.molecules):
         mol_of[atoms] = m
-    for i in range(system.n_atoms - 1):
-        d = pos[i + 1:] - pos[i]
-        d -= box * np.round(d / box)
-        r = np.linalg.norm(d, axis=1)
-        bad = np.nonzero((r < min_distance) & (mol_of[i + 1:] != mol_of[i]))[0]
-        if bad.size:
-            j = i + 1 + bad[0]
-            raise StructureError(
-                f"overlapping atoms: {system.symbols[i]}{i} and {system.symbols[j]}{j} are "
-                f"{r[bad[0]] * 10:.3f} Å apart (minimum {min_distance * 10:.2f} Å)")
+    checks = [(min_any, False)]
+    if system.molecules.shape[1] > 1:
+        checks.append((min_distance, True))
+    for limit, intermolecular_only in checks:
+        for i in range(system.n_atoms - 1):
+            d = pos[i + 1:] - pos[i]
+            d -= box * np.round(d / box)
+            r = np.linalg.norm(d, axis=1)
+            close = r < limit
+            if intermolecular_only:
+                close &= mol_of[i + 1:] != mol_of[i]
+            bad = np.nonzero(close)[0]
+            if bad.size:
+                j = i + 1 + bad[0]
+                raise StructureError(
+                    f"overlapping atoms: {system.symbols[i]}{i} and {system.symbols[j]}{j} are "
+                    f"{r[bad[0]] * 10:.3f} Å apart (minimum {limit * 10:.2f} Å)")
 
 
 def _find_waters(symbols, positions, box, max_oh: float = 0.13) -> np.ndarray:
