@@ -7,6 +7,10 @@ STAMP = $(VENV)/.installed-stamp
 .PHONY: install serve test lint bench-quick
 
 $(STAMP): pyproject.toml
+	@command -v chromium >/dev/null || { echo "installing Debian chromium for the browser tests"; \
+		apt-get update -q >/dev/null 2>&1 || sudo apt-get update -q >/dev/null 2>&1; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+		sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

@@ -17,18 +17,19 @@ from pathlib import Path
 
 def _info(args) -> int:
     import platform
+    from importlib import metadata
 
     import jax
 
     import workbench
 
     packages = {}
-    for name in ("jax", "jaxlib", "jax_md", "numpy", "scipy", "optax", "ase", "panel", "bokeh",
+    for name in ("jax", "jaxlib", "jax-md", "numpy", "scipy", "optax", "ase", "panel", "bokeh",
                  "holoviews", "param"):
         try:
-            packages[name] = __import__(name).__version__
-        except Exception:  # a missing optional package is reported, not fatal
-            packages[name] = "not installed"
+            packages[name.replace("-", "_")] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name.replace("-", "_")] = "not installed"
     info = {
         "workbench": workbench.__version__,
         "python": platform.python_version(),
