@@ -13,6 +13,7 @@ from workbench import system, units
 from workbench.potentials import ewald
 from workbench.potentials.base import all_pairs
 from workbench.potentials.qtip4pf import (
+    DEFAULT_EWALD_TOLERANCE,
     QTIP4PFParams,
     TopologyError,
     qtip4pf,
@@ -165,7 +166,8 @@ def test_switch_is_openmm_polynomial():
 
 @needs_data
 @pytest.mark.parametrize("switch_distance, tolerance, e_tol, f_tol", [
-    (0.5, 1e-6, 1e-5, 1e-4),     # the defaults, as used in MD
+    (0.5, DEFAULT_EWALD_TOLERANCE, 1e-5, 1e-4),  # the defaults, as used in MD
+    (0.5, 1e-6, 1e-5, 1e-4),     # OpenMM-typical tolerance
     (None, 1e-10, 1e-8, 1e-7),   # converged Ewald on both sides: agreement to round-off
 ])
 def test_matches_openmm(water64, model, switch_distance, tolerance, e_tol, f_tol):
@@ -173,7 +175,7 @@ def test_matches_openmm(water64, model, switch_distance, tolerance, e_tol, f_tol
     pos_whole = whole_molecules(s.positions, s.box, s.molecules)
     # Our side gets wrapped coordinates (molecules split by the boundary); OpenMM whole ones.
     pos_wrapped = pos_whole - s.box * np.floor(pos_whole / s.box)
-    if switch_distance == 0.5 and tolerance == 1e-6:
+    if switch_distance == 0.5 and tolerance == DEFAULT_EWALD_TOLERANCE:
         pot = model[0]
         e, _, f = evaluate(model, pos_wrapped, s.box)
     else:

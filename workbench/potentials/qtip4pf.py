@@ -45,7 +45,11 @@ PAIR_MARGIN = 0.04
 DEFAULT_CUTOFF = 0.6
 #: Default LJ switching width: the switch runs from cutoff − 0.1 nm to the cutoff (0.5 → 0.6 nm).
 DEFAULT_SWITCH_WIDTH = 0.1
-DEFAULT_EWALD_TOLERANCE = 1e-6
+#: Ewald relative error target δ.  1e-8 rather than OpenMM's customary 5e-4..1e-6: the real-space
+#: erfc term is truncated at the cutoff, and each pair crossing it kicks the energy by ~δ·q_i q_j/r_c.
+#: Measured NVE drift of the shipped 64-water box (float64, 0.5 fs, 8 ps): 1.2e-4 kT/atom/ps at
+#: δ = 1e-6 and 3.4e-5 at δ = 1e-8, for 30 % more time per force call (4192 vs 1871 k-vectors).
+DEFAULT_EWALD_TOLERANCE = 1e-8
 
 
 class QTIP4PFParams(NamedTuple):
