@@ -129,7 +129,9 @@ class MDRunner:
         self.masses = np.asarray(system.masses)
         self.box = np.asarray(system.box, float)
         energy_and_forces = integrators.energy_and_forces_fn(potential.energy_fn, self.box)
-        self._energy_and_forces = energy_and_forces
+        # jitted for ``init``: evaluated eagerly, the first call compiles every primitive of the
+        # energy and its gradient one by one (tens of seconds for q-TIP4P/F with Ewald on 2 cores).
+        self._energy_and_forces = jax.jit(energy_and_forces)
         if config.ensemble == "nve":
             self._step = integrators.velocity_verlet(energy_and_forces, self.masses, config.dt)
         else:

@@ -1,0 +1,392 @@
+"""Embedded atom neural network (EANN) potential for water, as a pure JAX energy function.
+
+The architecture is the one of the seed paper's DFT water model (Han & Yu; EANN of Zhang, Hu & Jiang,
+J. Phys. Chem. Lett. 10, 4962 (2019)); ``../shared/data/eann.md`` states it.  Inside, the model works
+in **Å and kJ/mol**; the energy function follows the workbench contract (``potentials.base``) and
+converts at its boundary::
+
+    energy_fn(params, positions [nm], box [nm], pairs) -> E [kJ/mol]
+
+so ``-jax.grad(energy_fn, argnums=1)`` gives forces in kJ/mol/nm.
+
+Maths, for a centre atom a and each neighbour b with v = r_b − r_a (minimum image, Å), d = |v| ≤ r_c:
+
+* cutoff           f_c(d) = (½ cos(π d / r_c) + ½)²   (r_c = 6 Å, plus a hard d ≤ r_c pair mask)
+* radial basis     g_k(d) = exp(−α[Z_b, k] (d − r_s[Z_b, k])²),  k = 0..K−1 (K = 12; neighbour's row)
+* orbital sums     S_a[m, k] = Σ_b f_c(d) · A_m(v) · g_k(d) · c[Z_b, k]
+  with the Cartesian monomials A(v) = (1 | v_x, v_y, v_z | v_α v_β for all 9 ordered α, β)
+* density features ρ_a[L, k] = Σ_{m ∈ L} S_a[m, k]²,  L = 0, 1, 2;  x_a = ρ_a flattened L-major (3K)
+* atomic network   (parameters of the centre's element Z_a) for each hidden layer ℓ:
+                   h ← w_out · silu(w_in · LayerNorm(h W + b)),  LayerNorm with gain/shift, eps 1e-5;
+                   E_a = h · w_o + b_o
+* total            E = Σ_a (E_a + E_0),  E_0 = ``initpot``.
+
+Implementation notes (exact reformulations, not approximations):
+
+* The 9 ordered L = 2 monomials hold each off-diagonal product twice, so
+  Σ_{αβ} S_{αβ}² = Σ_α S_{αα}² + 2 Σ_{α<β} S_{αβ}²: only 10 monomials (1, 3, 6) are summed over
+  neighbours, with weights (1 | 1 1 1 | 1 1 1 2 2 2) in the sum of squares.
+* Each unordered pair {i, j} of the OrderedSparse list is used in both directions.  A(−v) = P·A(v)
+  with the parity P = (+1 | −1 −1 −1 | +1 …), so the monomials are computed once per pair; the
+  radial part uses the neighbour's element in each direction.
+* The directed contributions f_c·A_m·g_k·c_k (an outer product, 10 × K per contribution) are
+  summed per centre with ``jax.ops.segment_sum``, one call per direction (i-centred, j-centred);
+  this measured faster than one call over the concatenated 2P rows.
+* The atomic network of each element runs on the (static) index set of that element's atoms.
+
+Parameters are a flat ``dict`` of arrays with stable names (the same names are used in model
+files, see ``model_io``), first axis = element index (H = 0, O = 1 for water):
+
+==========================  =================  ==============================================
+key                         shape              meaning
+==========================  =================  ==============================================
+``radial.rs``               (S, K)             Gaussian centres r_s per neighbour element, Å
+``radial.inta``             (S, K)             Gaussian exponents α per neighbour element, Å⁻²
+``radial.c``                (S, K)             orbital coefficients c per neighbour element
+``layer{l}.w``              (S, F_in, H)       dense weights of hidden layer l (F_in = 3K for l = 0)
+``layer{l}.b``              (S, H)             dense bias
+``layer{l}.norm_gain``      (S, H)             LayerNorm gain
+``layer{l}.norm_shift``     (S, H)             LayerNorm shift
+``layer{l}.act_outer``      (S, H)             scaled SiLU: outer scale
+``layer{l}.act_inner``      (S, H)             scaled SiLU: inner scale
+``output.w``                (S, H)             output weights
+``output.b``                (S,)               output bias, kJ/mol
+``initpot``                 ()                 energy offset per atom E_0, kJ/mol
+==========================  =================  ==============================================
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from workbench import units
+from workbench.potentials.base import Potential, pair_geometry
+
+#: Element order of the seed's water model: species index H = 0, O = 1.
+WATER_SPECIES_ORDER = ("H", "O")
+#: Cutoff radius of the seed's model, Å.
+DEFAULT_CUTOFF_ANGSTROM = 6.0
+#: Epsilon inside the LayerNorm square root.
+LAYER_NORM_EPS = 1e-5
+#: Highest angular channel (L = 0, 1, 2).
+L_MAX = 2
+
+# The 10 unique Cartesian monomials: 1 | x y z | xx yy zz xy xz yz.
+_N_MONOMIALS = 10
+_L_OF_MONOMIAL = np.array([0, 1, 1, 1, 2, 2, 2, 2, 2, 2])
+_SQUARE_WEIGHTS = np.array([1, 1, 1, 1, 1, 1, 1, 2, 2, 2], dtype=np.float64)
+_PARITY = np.array([1, -1, -1, -1, 1, 1, 1, 1, 1, 1], dtype=np.float64)
+
+_LAYER_KEYS = ("w", "b", "norm_gain", "norm_shift", "act_outer", "act_inner")
+_LAYER_RE = re.compile(r"^layer(\d+)\.(" + "|".join(_LAYER_KEYS) + r")$")
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks (pure functions, Å inside)
+
+
+def cutoff_function(d, rc):
+    """f_c(d) = (½ cos(π d / r_c) + ½)²: 1 at d = 0, value and two derivatives vanish at r_c.
+
+    Not clipped: callers mask d > r_c themselves.
+    """
+    return jnp.square(0.5 * jnp.cos(jnp.pi * d / rc) + 0.5)
+
+
+def radial_basis(d, rs, inta):
+    """Gaussians g_k(d) = exp(−α_k (d − r_s,k)²); ``d`` (P,), ``rs``/``inta`` (P, K) → (P, K)."""
+    return jnp.exp(-inta * jnp.square(d[:, None] - rs))
+
+
+def cartesian_monomials(v):
+    """The 10 unique monomials of v up to degree 2: (1, x, y, z, xx, yy, zz, xy, xz, yz), (P, 10)."""
+    x, y, z = v[:, 0], v[:, 1], v[:, 2]
+    one = jnp.ones_like(x)
+    return jnp.stack([one, x, y, z, x * x, y * y, z * z, x * y, x * z, y * z], axis=1)
+
+
+def density_features(orbital_sums):
+    """ρ[L, k] = Σ_{m ∈ L} w_m S[m, k]² flattened L-major: (N, 10, K) → (N, 3K).
+
+    ``w_m`` = 2 for the off-diagonal L = 2 monomials, which stand for both (α, β) and (β, α).
+    """
+    dtype = orbital_sums.dtype
+    channel = np.zeros((_N_MONOMIALS, L_MAX + 1))
+    channel[np.arange(_N_MONOMIALS), _L_OF_MONOMIAL] = _SQUARE_WEIGHTS
+    rho = jnp.einsum("nmk,ml->nlk", jnp.square(orbital_sums), jnp.asarray(channel, dtype))
+    return rho.reshape(rho.shape[0], -1)
+
+
+def layer_norm(h, gain, shift, eps=LAYER_NORM_EPS):
+    """(h − mean) / sqrt(var + eps) · gain + shift over the last axis (population variance)."""
+    mean = jnp.mean(h, axis=-1, keepdims=True)
+    centred = h - mean
+    var = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
+    return centred * jax.lax.rsqrt(var + eps) * gain + shift
+
+
+def scaled_silu(h, outer, inner):
+    """outer · silu(inner · h), silu(t) = t · sigmoid(t) (element-wise scales, no bias)."""
+    return outer * jax.nn.silu(inner * h)
+
+
+def atomic_network(params: Mapping, x, element: int, n_layers: int):
+    """Atomic energies E_a (n,) in kJ/mol of atoms of one ``element`` from their features ``x`` (n, F)."""
+    h = x
+    for layer in range(n_layers):
+        p = f"layer{layer}."
+        h = h @ params[p + "w"][element] + params[p + "b"][element]
+        h = layer_norm(h, params[p + "norm_gain"][element], params[p + "norm_shift"][element])
+        h = scaled_silu(h, params[p + "act_outer"][element], params[p + "act_inner"][element])
+    return h @ params["output.w"][element] + params["output.b"][element]
+
+
+def orbital_sums(params: Mapping, positions, box, pairs, species, rc):
+    """S_a[m, k] = Σ_b f_c A_m(v_ab) g_k(d_ab) c[Z_b, k] for every atom, (N, 10, K); Å inside.
+
+    ``pairs`` is the (2, P) OrderedSparse list (i < j, padded with N); each pair contributes to
+    centre i with v = r_j − r_i and to centre j with −v.  Pairs farther than ``rc`` and padded rows
+    are masked (their contributions are exactly zero and carry no gradient).
+    """
+    n = positions.shape[0]
+    v, d, valid = pair_geometry(positions, box, pairs)
+    keep = valid & (d <= rc)
+    fc = jnp.where(keep, cutoff_function(d, rc), 0.0)
+    # masked pairs see d = rc in the Gaussians: a far pair with a negative exponent would overflow
+    # exp() to inf, and inf · 0 = NaN
+    d = jnp.where(keep, d, rc)
+    a = cartesian_monomials(v) * fc[:, None]  # (P, 10), centre i
+    a_rev = a * jnp.asarray(_PARITY, a.dtype)  # monomials of −v, centre j
+
+    i, j = pairs[0], pairs[1]
+    # radial parameters of each atom as a neighbour; row N (padding) reads element 0, masked by fc
+    z = jnp.asarray(np.append(np.asarray(species), 0))
+    rs, inta, c = (params[f"radial.{k}"][z] for k in ("rs", "inta", "c"))
+    radial_ij = radial_basis(d, rs[j], inta[j]) * c[j]  # centre i, neighbour j
+    radial_ji = radial_basis(d, rs[i], inta[i]) * c[i]  # centre j, neighbour i
+    # padded rows have centre index N: segment_sum drops them (their values are zero anyway)
+    s = (jax.ops.segment_sum(_outer_rows(a, radial_ij), i, num_segments=n)
+         + jax.ops.segment_sum(_outer_rows(a_rev, radial_ji), j, num_segments=n))
+    return s.reshape(n, _N_MONOMIALS, -1)
+
+
+def _outer_rows(a, b):
+    """Row-wise outer products flattened: (P, M), (P, K) → (P, M·K)."""
+    return (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1)
+
+
+def n_hidden_layers(params: Mapping) -> int:
+    """Number of hidden layers, from the ``layer{l}.*`` keys."""
+    layers = {int(m.group(1)) for k in params if (m := _LAYER_RE.match(k))}
+    return len(layers)
+
+
+def cast_params(params: Mapping, dtype) -> dict:
+    """A copy of ``params`` with every array cast to ``dtype`` (e.g. to choose the precision)."""
+    return {k: jnp.asarray(v, dtype) for k, v in params.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# the energy function and the Potential
+
+
+def eann_energy_angstrom(params: Mapping, positions, box, pairs, species, rc=DEFAULT_CUTOFF_ANGSTROM):
+    """EANN energy in kJ/mol of positions/box in Å (``species`` a static int array, H = 0, O = 1).
+
+    Parameters are cast to the dtype of ``positions``; the gradient w.r.t. the original parameters
+    flows through the cast.
+    """
+    species = np.asarray(species)
+    dtype = positions.dtype
+    params = {k: jnp.asarray(v).astype(dtype) for k, v in params.items()}
+    s = orbital_sums(params, positions, box, pairs, species, rc)
+    x = density_features(s)
+    n_layers = n_hidden_layers(params)
+    energy = jnp.zeros((), dtype)
+    for element in np.unique(species):
+        idx = np.nonzero(species == element)[0]
+        energy = energy + jnp.sum(atomic_network(params, x[idx], int(element), n_layers))
+    return energy + species.shape[0] * params["initpot"]
+
+
+def make_eann_energy_fn(species, cutoff_angstrom: float = DEFAULT_CUTOFF_ANGSTROM):
+    """The contract energy function ``(params, positions_nm, box_nm, pairs) -> kJ/mol`` for ``species``.
+
+    ``species`` (N,) int (H = 0, O = 1 for the water model) is fixed, as the network applied to each
+    atom depends on it.
+    """
+    species = np.asarray(species, dtype=np.int32)
+    if species.ndim != 1:
+        raise ValueError(f"species must be a 1-D integer array, got shape {species.shape}")
+    rc = float(cutoff_angstrom)
+
+    def energy_fn(params, positions, box, pairs):
+        if positions.shape[0] != species.shape[0]:
+            raise ValueError(f"EANN potential built for {species.shape[0]} atoms, got positions of "
+                             f"shape {positions.shape}")
+        scale = units.ANGSTROM_PER_NM
+        return eann_energy_angstrom(params, positions * scale, box * scale, pairs, species, rc)
+
+    return energy_fn
+
+
+def eann_potential(params: Mapping, species, name: str = "EANN", metadata: Mapping | None = None,
+                   cutoff_angstrom: float | None = None) -> Potential:
+    """A workbench ``Potential`` for an EANN model with parameters ``params`` on atoms ``species``.
+
+    Args:
+      params: parameter dict (see module docstring); validated here.
+      species: (N,) int species index per atom, e.g. ``system.species_index(("H", "O"))``.
+      name: display name.
+      metadata: model card (as in ``model_io``); its ``cutoff`` (Å) is used when given.
+      cutoff_angstrom: overrides the cutoff; default 6 Å.
+
+    The potential's ``cutoff`` is in nm (0.6 nm for the water model).
+    """
+    meta = dict(metadata or {})
+    if cutoff_angstrom is None:
+        cutoff_angstrom = cutoff_from_metadata(meta)
+    species = np.asarray(species, dtype=np.int32)
+    validate_params(params)
+    n_species = np.asarray(params["radial.rs"]).shape[0]
+    if species.size and (species.min() < 0 or species.max() >= n_species):
+        raise ValueError(f"species indices must be in 0..{n_species - 1} for this model, got "
+                         f"{species.min()}..{species.max()}")
+    meta.setdefault("model", "EANN")
+    meta["n_atoms"] = int(species.shape[0])
+    meta["species_index"] = species.tolist()
+    params = {k: jnp.asarray(v) for k, v in params.items()}
+    return Potential(name=name, energy_fn=make_eann_energy_fn(species, cutoff_angstrom), params=params,
+                     cutoff=cutoff_angstrom * units.NM_PER_ANGSTROM, metadata=meta)
+
+
+def cutoff_from_metadata(metadata: Mapping) -> float:
+    """Cutoff in Å from a model card's ``{"cutoff": {"value": v, "unit": "angstrom"|"nm"}}``."""
+    cut = metadata.get("cutoff")
+    if cut is None:
+        return DEFAULT_CUTOFF_ANGSTROM
+    value, unit = float(cut["value"]), str(cut.get("unit", "angstrom")).lower()
+    if unit in ("angstrom", "å", "a"):
+        return value
+    if unit == "nm":
+        return value * units.ANGSTROM_PER_NM
+    raise ValueError(f"unknown cutoff unit {unit!r} (use 'angstrom' or 'nm')")
+
+
+# ----------------------------------------------------------------------------------------------
+# parameters: shapes, validation, initialisation
+
+
+def architecture(params: Mapping) -> dict:
+    """Sizes of a parameter dict: n_species, n_radial, n_features, hidden sizes, l_max."""
+    validate_params(params)
+    rs = np.shape(params["radial.rs"])
+    hidden = [int(np.shape(params[f"layer{layer}.b"])[1]) for layer in range(n_hidden_layers(params))]
+    return {"n_species": int(rs[0]), "n_radial": int(rs[1]), "l_max": L_MAX,
+            "n_features": (L_MAX + 1) * int(rs[1]), "hidden": hidden}
+
+
+def expected_shapes(n_species: int, n_radial: int, hidden) -> dict[str, tuple[int, ...]]:
+    """The shape of every parameter for the given sizes."""
+    shapes = {f"radial.{k}": (n_species, n_radial) for k in ("rs", "inta", "c")}
+    width = (L_MAX + 1) * n_radial
+    for layer, h in enumerate(hidden):
+        p = f"layer{layer}."
+        shapes[p + "w"] = (n_species, width, h)
+        for k in _LAYER_KEYS[1:]:
+            shapes[p + k] = (n_species, h)
+        width = h
+    shapes["output.w"] = (n_species, width)
+    shapes["output.b"] = (n_species,)
+    shapes["initpot"] = ()
+    return shapes
+
+
+def validate_params(params: Mapping) -> None:
+    """Raise ``ValueError`` naming the first missing, unexpected or mis-shaped parameter."""
+    if not isinstance(params, Mapping):
+        raise ValueError(f"EANN parameters must be a dict of arrays, got {type(params).__name__}")
+    for key in ("radial.rs", "radial.inta", "radial.c", "output.w", "output.b", "initpot"):
+        if key not in params:
+            raise ValueError(f"EANN parameters: missing {key!r} (have {sorted(params)})")
+    rs = np.shape(params["radial.rs"])
+    if len(rs) != 2:
+        raise ValueError(f"EANN parameters: 'radial.rs' must be (n_species, n_radial), got {rs}")
+    n_layers = n_hidden_layers(params)
+    hidden = []
+    for layer in range(n_layers):
+        key = f"layer{layer}.b"
+        if key not in params or len(np.shape(params[key])) != 2:
+            raise ValueError(f"EANN parameters: missing or malformed {key!r} (hidden layers must be "
+                             f"numbered 0..{n_layers - 1})")
+        hidden.append(np.shape(params[key])[1])
+    expected = expected_shapes(rs[0], rs[1], hidden)
+    for key, shape in expected.items():
+        if key not in params:
+            raise ValueError(f"EANN parameters: missing {key!r}")
+        if tuple(np.shape(params[key])) != shape:
+            raise ValueError(f"EANN parameters: {key!r} has shape {tuple(np.shape(params[key]))}, "
+                             f"expected {shape} (n_species={rs[0]}, n_radial={rs[1]}, hidden={hidden})")
+    extra = sorted(set(params) - set(expected))
+    if extra:
+        raise ValueError(f"EANN parameters: unexpected key(s) {extra}")
+
+
+def init_eann_params(key, n_species: int = 2, n_radial: int = 12, hidden=(64, 64),
+                     cutoff_angstrom: float = DEFAULT_CUTOFF_ANGSTROM, initpot: float = 0.0,
+                     dtype=jnp.float32) -> dict:
+    """Random EANN parameters (for pretraining a fresh model).
+
+    * Gaussians: centres r_s evenly spaced on [0, r_c) (step Δ = r_c / K), exponents α = 1/Δ²
+      (neighbouring Gaussians cross at about 0.78), the same for every element.
+    * Orbital coefficients c ~ N(0, 1/K).
+    * Dense weights ~ N(0, 2/(fan_in + fan_out)) (Glorot), biases 0; LayerNorm gain 1, shift 0;
+      scaled-SiLU scales 1 (plain SiLU).
+    * Output weights ~ N(0, 1/H), output bias 0; ``initpot`` (kJ/mol per atom) as given — set it
+      to the mean reference energy per atom to start near the data.
+
+    ``hidden`` may be an int (two layers of that width) or a sequence of widths.
+    """
+    if isinstance(hidden, int):
+        hidden = (hidden, hidden)
+    hidden = tuple(int(h) for h in hidden)
+    if n_species < 1 or n_radial < 1 or not hidden or min(hidden) < 1:
+        raise ValueError(f"invalid EANN sizes n_species={n_species}, n_radial={n_radial}, hidden={hidden}")
+    # one draw of standard normals for every random array (a single small compiled kernel)
+    shapes = {"radial.c": (n_species, n_radial)}
+    width = (L_MAX + 1) * n_radial
+    for layer, h in enumerate(hidden):
+        shapes[f"layer{layer}.w"] = (n_species, width, h)
+        width = h
+    shapes["output.w"] = (n_species, width)
+    sizes = [math.prod(s) for s in shapes.values()]
+    normals = np.asarray(jax.random.normal(key, (sum(sizes),), jnp.float32), np.float64)
+    draws = {k: part.reshape(s) for (k, s), part in
+             zip(shapes.items(), np.split(normals, np.cumsum(sizes)[:-1]), strict=True)}
+
+    step = cutoff_angstrom / n_radial
+    params = {
+        "radial.rs": np.broadcast_to(np.arange(n_radial) * step, (n_species, n_radial)),
+        "radial.inta": np.full((n_species, n_radial), 1.0 / step**2),
+        "radial.c": draws["radial.c"] / math.sqrt(n_radial),
+    }
+    width = (L_MAX + 1) * n_radial
+    for layer, h in enumerate(hidden):
+        p = f"layer{layer}."
+        params[p + "w"] = draws[p + "w"] * math.sqrt(2.0 / (width + h))
+        params[p + "b"] = np.zeros((n_species, h))
+        params[p + "norm_gain"] = np.ones((n_species, h))
+        params[p + "norm_shift"] = np.zeros((n_species, h))
+        params[p + "act_outer"] = np.ones((n_species, h))
+        params[p + "act_inner"] = np.ones((n_species, h))
+        width = h
+    params["output.w"] = draws["output.w"] / math.sqrt(width)
+    params["output.b"] = np.zeros((n_species,))
+    params["initpot"] = np.asarray(initpot)
+    return {k: jnp.asarray(v, dtype) for k, v in params.items()}
