@@ -122,6 +122,9 @@ def _jaxmd_nve_loop(apply_fn, steps: int):
 BENCHMARKS = {
     "md": "workbench.bench:bench_md",
     "grad": "workbench.bench_grad:run",
+    "spectrum": "workbench.bench_spectrum:run",
+    "twin": "workbench.bench_twin:run",
+    "pretrained": "workbench.bench_pretrained:run",
 }
 
 

@@ -2,7 +2,10 @@
 
     workbench info                       versions, JAX devices, precision
     workbench md STRUCTURE ...           run MD and write a trajectory
+    workbench ir [--preset P] ...        IR spectrum (NVT → NVE windows): CSV, PNG, JSON summary
     workbench bench NAME [--quick]       run a benchmark; last stdout line is one JSON object
+    workbench refine CONFIG              refine a potential (see workbench.refine); --resume RUNDIR
+    workbench pretrain CONFIG            force-match an EANN to reference frames (workbench.pretrain)
 
 Errors in user input end with a one-line message and exit status 2, never a traceback.
 """
@@ -86,6 +89,49 @@ def _md(args) -> int:
     return 0
 
 
+#: ``workbench ir`` options that override a field of the chosen preset (dest → IRProtocol field).
+_IR_OVERRIDES = {"temperature": "temperature_K", "equilibrate_ps": "equilibrate_ps", "nvt_ps": "nvt_ps",
+                 "windows": "n_windows", "window_ps": "window_ps", "tcf_ps": "tcf_ps", "sigma_ps": "sigma_ps",
+                 "sample_fs": "sample_fs", "time_reversal": "time_reversal", "precision": "precision",
+                 "seed": "seed"}
+
+
+def _ir(args) -> int:
+    from workbench import protocol
+    from workbench import system as systems
+    from workbench.models import DEFAULT_STRUCTURE, load_potential
+    from workbench.observables.spectrum_io import read_spectrum, reference_water_ir
+    from workbench.progress import console_progress
+
+    overrides = {field: getattr(args, dest) for dest, field in _IR_OVERRIDES.items()
+                 if getattr(args, dest) is not None}
+    settings = protocol.PRESETS[args.preset].replace(**overrides)
+    protocol.dipole_model(args.dipole)
+    experiment = (read_spectrum(args.exp) if args.exp else reference_water_ir()).to_n_alpha()
+    structure = args.structure or DEFAULT_STRUCTURE
+    sys_ = systems.read(structure)
+    protocol.check_system(sys_)
+    pot = load_potential(args.model, sys_, trusted=args.trust)
+    labels = {"model": args.model, "structure": str(structure)}
+    summary = protocol.ir_report(pot, sys_, settings, args.dipole, args.output, experiment,
+                                 console_progress(), labels)
+    print(json.dumps(summary))
+    return 0
+
+
+def _ir_presets_help() -> str:
+    from workbench.protocol import PRESETS
+
+    lines = ["presets (explicit options override their fields):"]
+    for name, p in PRESETS.items():
+        windows = f"{p.n_windows} states × {2 if p.time_reversal else 1} windows × {p.window_ps:g} ps NVE"
+        lines.append(f"  {name:10s} {p.equilibrate_ps:g} ps equilibration + {p.nvt_ps:g} ps NVT, {windows}, "
+                     f"{p.tcf_ps:g} ps TCF: {p.md_steps:,} MD steps")
+    lines.append("'default' runs in a few minutes on 2 CPU cores (~100-500 steps/s for 64 q-TIP4P/F waters); "
+                 "'paper' (Han & Yu's reported spectra) takes hours on a GPU.")
+    return "\n".join(lines)
+
+
 def _bench(args) -> int:
     from workbench import bench
 
@@ -95,6 +141,49 @@ def _bench(args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(line)
+    return 0
+
+
+def _refine(args) -> int:
+    import signal
+
+    from workbench.errors import UserInputError
+    from workbench.refine import ConsoleProgress, Trainer, load_config
+
+    stop = []
+
+    def on_interrupt(signum, frame):  # first Ctrl-C: stop after the current window batch
+        stop.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    subscribers = [ConsoleProgress()]
+    if args.resume:
+        if args.config or args.run_dir:
+            raise UserInputError("--resume RUNDIR continues with the run's own config.toml; give no CONFIG "
+                                 "or --run-dir with it")
+        trainer = Trainer.resume(args.resume, subscribers, lambda: bool(stop))
+    elif args.config:
+        config = load_config(args.config)
+        run_dir = args.run_dir or config.run.dir or Path("runs") / Path(args.config).stem
+        trainer = Trainer(config, run_dir, subscribers, lambda: bool(stop))
+    else:
+        raise UserInputError("give a CONFIG file, or --resume RUNDIR")
+    result = trainer.run()
+    last = result.iterations[-1]["loss"] if result.state is not None and result.iterations else None
+    done = 0 if result.state is None else result.state.iteration
+    print(json.dumps({"status": result.status, "iterations": done,
+                      "run_dir": str(result.run_dir), "loss": last}))
+    return 0
+
+
+def _pretrain(args) -> int:
+    from workbench.pretrain import load_config, run_pretrain
+
+    config = load_config(args.config)
+    command = " ".join(["workbench pretrain", args.config]
+                       + (["--run-dir", args.run_dir] if args.run_dir else []))
+    print(json.dumps(run_pretrain(config, args.run_dir, command)))
     return 0
 
 
@@ -122,11 +211,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="trajectory.extxyz")
     p.set_defaults(func=_md)
 
+    p = sub.add_parser(
+        "ir", help="IR spectrum by Langevin NVT then NVE windows (PREFIX.csv, PREFIX.png, JSON summary)",
+        description="IR spectrum n·α(ν̃) of liquid water: Langevin NVT (γ = 5/ps, 0.5 fs) sampling, NVE "
+                    "windows from evenly spaced states (and their time-reversed partners), Ṁ by the dipole "
+                    "model, the Gaussian-windowed TCF → n·α on 0-4500 cm⁻¹.  Band maxima (with jackknife "
+                    "errors over the states) and D are printed as one JSON object.",
+        epilog=_ir_presets_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="default",
+                   help="'default' (the project's default model), 'qtip4pf', or a model file")
+    p.add_argument("--trust", action="store_true", help="allow loading a pickle model file")
+    p.add_argument("--structure", metavar="FILE",
+                   help="water box with a cubic periodic cell (default: the shipped 64-water box at 298 K)")
+    p.add_argument("--preset", choices=["default", "paper", "benchmark", "quick"], default="default",
+                   help="protocol lengths (see below; default: %(default)s)")
+    p.add_argument("--dipole", choices=["charge-flux", "qtip4pf"], default="charge-flux",
+                   help="dipole model: q-TIP4P/F charges with charge flux fitted to the experimental band "
+                        "heights (default), or the fixed q-TIP4P/F charges")
+    p.add_argument("--exp", metavar="FILE",
+                   help="experimental spectrum to overlay (table or JCAMP-DX, as n·α; default: the shipped "
+                        "Bertie & Lan 1996 water spectrum)")
+    p.add_argument("--temperature", type=float, help="K (default 298.15)")
+    p.add_argument("--equilibrate-ps", type=float, help="unsaved NVT before sampling, ps")
+    p.add_argument("--nvt-ps", type=float, help="NVT sampling length, ps")
+    p.add_argument("--windows", type=int,
+                   help="number K of NVE starting states (evenly spaced in the NVT run)")
+    p.add_argument("--window-ps", type=float, help="length of each NVE window, ps")
+    p.add_argument("--tcf-ps", type=float, help="TCF length, ps")
+    p.add_argument("--sigma-ps", type=float, help="Gaussian lag-window width σ, ps (paper: 1/3)")
+    p.add_argument("--sample-fs", type=float, help="spacing of the stored frames, fs (default 2)")
+    p.add_argument("--no-time-reversal", dest="time_reversal", action="store_const", const=False,
+                   help="do not add the time-reversed window of each state")
+    p.add_argument("--precision", choices=["float32", "float64"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("-o", "--output", default="ir", metavar="PREFIX",
+                   help="writes PREFIX.csv and PREFIX.png (default: %(default)s)")
+    p.set_defaults(func=_ir)
+
     p = sub.add_parser("bench", help="run a benchmark (JSON on the last stdout line)")
     p.add_argument("name", help="benchmark name (workbench bench list)")
     p.add_argument("--quick", action="store_true", help="small size, < 60 s on 2 CPU cores")
     p.add_argument("--json", metavar="FILE", help="also write the JSON result to FILE")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("refine", help="refine a potential against IR spectra / diffusion (TOML config)")
+    p.add_argument("config", nargs="?", help="TOML config (see examples/ and workbench/refine/config.py)")
+    p.add_argument("--resume", metavar="RUNDIR", help="continue the run in RUNDIR from its last checkpoint")
+    p.add_argument("--run-dir", help="run directory (overrides run.dir)")
+    p.set_defaults(func=_refine)
+
+    p = sub.add_parser("pretrain", help="train an EANN by energy + force matching (TOML config)",
+                       description="Generate q-TIP4P/F reference frames (or read the config's `data` file: "
+                                   "extxyz, ASE .db, ... with energies and forces) and train an EANN on "
+                                   "them; writes the model file, its model card and RUNDIR/metrics.jsonl.")
+    p.add_argument("config", help="TOML config (see examples/pretrain_*.toml and workbench/pretrain.py)")
+    p.add_argument("--run-dir", help="run directory (overrides run_dir)")
+    p.set_defaults(func=_pretrain)
     return parser
 
 

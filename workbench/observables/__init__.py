@@ -4,6 +4,7 @@ spectrum files.  Every function takes plain arrays (nm, ps, e, amu) plus scalars
 Modules:
   tcf          ⟨a(0)·b(t)⟩ by zero-padded FFT (jax.numpy, differentiable)
   dipole       dipole models ``dipole_fn(params, positions, box, molecules) -> M`` and Ṁ by jvp
+  charge_flux_fit  charge-flux coefficients fitted to band heights (Ṁ is linear in them)
   ir           n(ω)α(ω) from Ṁ, windows, quantum corrections, band analysis
   diffusion    Green–Kubo / Einstein D with block errors, COM removal, Yeh–Hummer correction
   structure    g(r) per species pair, mass density
