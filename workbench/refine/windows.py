@@ -1,0 +1,302 @@
+r"""One refinement iteration's molecular dynamics: NVT sampling of window starts, NVE windows, gradients.
+
+Sampling.  Langevin NVT (BAOAB) with the current parameters θ continues from the previous
+iteration's last state; K frames are kept, one every ``sampling_ps / K``; their centre-of-mass
+velocity is removed.  No gradient flows through it (the frames are constants, as in the seed paper).
+
+Windows.  From each frame (and, with time reversal, from the frame with flipped velocities) an NVE
+window of n = τ/Δt steps is run with θ; each step yields *features* — Ṁ (IR), the molecular-centre
+velocities (diffusion), the total energy (safety checks) — from which per-window *signals* are made:
+Ṁ(t) (W, n+1, 3) and the window's VACF C_w(t) (W, n+1).  The loss L(signals) couples all windows
+(the TCF is averaged over them), so its gradient is taken in two passes, window batch by batch:
+
+    pass 1 (forward):  signals of every window → L, and g = ∂L/∂signals by AD of the loss alone;
+    pass 2 (VJP):      dL/dθ = Σ_w ⟨g_w, d signals_w/dθ⟩ = ∇_θ Σ_w ⟨g_w, signals_w(θ)⟩
+
+with the chosen estimator (``workbench.grad``: adjoint, checkpointed or direct AD through the
+window).  This is exact (the chain rule with the cotangents held fixed), needs memory for one batch
+only and lets the caller stop between batches.  Pass 2 reruns the forward windows, so a gradient
+costs one extra forward pass.
+
+Trainable dipole parameters φ.  The rollouts' observable must not depend on traced values, so when
+φ is trained the features are the states (x, v) themselves and Ṁ = J_M(x; φ)·v is formed outside
+the rollout; ∇_φ comes from the same surrogate.  With φ fixed, the feature is Ṁ itself (O(1) memory
+per step, as the adjoint intends).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from workbench.grad import VerletDynamics, rollout_fn, window_pairs, window_starts
+from workbench.grad.windows import mdot_observable
+from workbench.md import MDConfig, MDRunner, integrators
+from workbench.md.integrators import kinetic_energy, maxwell_boltzmann, remove_com_velocity
+from workbench.md.neighbor import PairListBuilder, overflowed
+from workbench.md.simulate import chunk_summary
+from workbench.observables import diffusion
+from workbench.observables.dipole import DipoleModel, dipole_and_derivative
+from workbench.potentials.base import Potential
+from workbench.refine.config import MDSettings
+from workbench.system import System
+from workbench.units import KB
+
+StopFn = Callable[[], bool]
+
+
+class IterationFailure(RuntimeError):
+    """The MD of an iteration blew up or left the safe range (the message says how)."""
+
+
+class Stopped(Exception):  # noqa: N818 — a control-flow signal, not an error
+    """A stop was requested; the iteration was abandoned."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Frames:
+    """Window starts of one iteration (COM-free velocities), the NVT state to continue from and the
+    NVT mean temperature (K)."""
+
+    positions: np.ndarray
+    velocities: np.ndarray
+    last_positions: np.ndarray
+    last_velocities: np.ndarray
+    temperature_K: float
+
+
+class WindowEngine:
+    """Sampling, windows and their gradients for one potential, dipole model, system and settings.
+
+    Args:
+      potential, system: the model and the box (fixed volume).
+      dipole: dipole model for Ṁ, or None without an IR term.
+      md: the ``[md]`` settings; temperature_K: bath temperature; precision: state dtype.
+      signals: which window signals to produce: subset of {"mdot", "vacf"}.
+      train_dipole: whether gradients w.r.t. the dipole parameters are needed.
+      seed: seed of the initial velocities when the system has none.
+    """
+
+    def __init__(self, potential: Potential, system: System, dipole: DipoleModel | None, md: MDSettings,
+                 temperature_K: float, precision: str, signals, train_dipole: bool = False, seed: int = 0):
+        self.system, self.md, self.temperature_K = system, md, float(temperature_K)
+        self.signals = tuple(sorted(signals))
+        self.dipole, self.train_dipole = dipole, bool(train_dipole and "mdot" in self.signals)
+        self.dtype = jnp.float64 if precision == "float64" else jnp.float32
+        self.masses = np.asarray(system.masses, float)
+        self.box = np.asarray(system.box, float)
+        self.molecules = np.asarray(system.molecules)
+        self.seed = seed
+        small = potential.cutoff is None or potential.cutoff + md.skin_nm > 0.5 * float(self.box.min())
+        # In a box smaller than twice cutoff + skin every pair is listed (the potentials apply the
+        # minimum image and their own cutoff, so an all-pairs list is exact).
+        self.potential = potential.replace(cutoff=None) if small else potential
+        self.builder = None if small else PairListBuilder(tuple(self.box), potential.cutoff, md.skin_nm)
+        self.pair_capacity: int | None = None
+        self._templates: dict = {}
+        if self.builder is not None:
+            self._rebuild = jax.jit(self.builder.update)
+        self.nvt = MDRunner(self.potential, system, MDConfig(
+            ensemble="nvt", temperature_K=self.temperature_K, dt=md.dt_ps, gamma=md.gamma_per_ps,
+            sample_every=md.spacing_steps, precision=precision, skin=md.skin_nm, chunk_frames=1, seed=seed))
+        self.dynamics = VerletDynamics.from_potential(self.potential, system, md.dt_ps)
+        self._init_state = jax.jit(lambda p, x, v, pairs: integrators.init_state(
+            self.dynamics.energy_and_forces, p, x, v, pairs))
+        self._rollout = rollout_fn(self.dynamics, md.window_steps, self._features_fn(), md.estimator)
+        self._forward = jax.jit(self._forward_batch)
+        self._vjp = jax.jit(self._vjp_batch)
+
+    # -- sampling ---------------------------------------------------------------------------
+    def initial_state(self):
+        """(positions, velocities) to start from: the system's, or Maxwell–Boltzmann at T (seeded)."""
+        v = self.system.velocities
+        if v is None:
+            v = maxwell_boltzmann(jax.random.PRNGKey(self.seed), self.masses, self.temperature_K, self.dtype)
+        return np.asarray(self.system.positions, float), np.asarray(v, float)
+
+    def equilibrate(self, params, positions, velocities, key, duration_ps: float, stop: StopFn | None = None):
+        """NVT for ``duration_ps`` (rounded to whole sampling intervals sampling_ps/K) from (x, v);
+        returns the final (x, v)."""
+        n = int(round(duration_ps / self.md.dt_ps / self.md.spacing_steps))
+        if n == 0:
+            return positions, velocities
+        frames = self._nvt(params, positions, velocities, key, n, stop)
+        return frames.last_positions, frames.last_velocities
+
+    def sample(self, params, positions, velocities, key, stop: StopFn | None = None) -> Frames:
+        """K NVT frames ``sampling_ps/K`` apart, continuing from (x, v) (see module docstring)."""
+        return self._nvt(params, positions, velocities, key, self.md.n_windows, stop)
+
+    def _nvt(self, params, positions, velocities, key, n_frames: int, stop) -> Frames:
+        runner = self.nvt
+        try:
+            x0 = jnp.asarray(positions, self.dtype)
+            nbrs = runner.allocate_pairs(x0) if self.builder is None else self.pair_list(x0)
+            state = self._init_state(params, x0, jnp.asarray(velocities, self.dtype), nbrs.idx)
+            state, nbrs, _, frames = runner.run(state, nbrs, n_frames, params=params, key=key,
+                                                stop_requested=stop)
+        except (FloatingPointError, RuntimeError) as err:
+            raise IterationFailure(f"NVT sampling failed: {err}") from err
+        if self.builder is not None:  # an overflow inside the run reallocated a larger list
+            self.pair_capacity = max(self.pair_capacity, int(nbrs.idx.shape[1]))
+        if stop is not None and stop():
+            raise Stopped
+        x, v, _ = frames
+        temps = chunk_summary(frames, self.masses, runner.config)["temperature_K"]
+        temperature = float(np.mean(temps))
+        if not np.all(np.isfinite(x)) or not np.isfinite(temperature):
+            raise IterationFailure("NVT sampling produced non-finite positions or velocities")
+        v = np.stack([np.asarray(remove_com_velocity(jnp.asarray(u), self.masses)) for u in v])
+        return Frames(x, v, np.asarray(state.positions), np.asarray(state.velocities), temperature)
+
+    # -- windows ----------------------------------------------------------------------------
+    def starts(self, frames: Frames):
+        """Window start positions, velocities (W, N, 3) and their pair lists (see :meth:`pairs_for`)."""
+        x, v = window_starts(jnp.asarray(frames.positions, self.dtype),
+                             jnp.asarray(frames.velocities, self.dtype), self.md.time_reversal)
+        return x, v, self.pairs_for(x)
+
+    def pairs_for(self, positions):
+        """Pair lists for frames (S, N, 3): (S, 2, P), or one shared all-pairs (2, P) list in a small box.
+
+        Every list is rebuilt from scratch into ``pair_capacity`` rows (jax-md's update with a
+        template of that capacity), so it depends only on the frame and the capacity — a resumed run
+        gets the same lists — and shapes, hence compiled code, stay the same between iterations.
+        """
+        if self.builder is None:
+            return window_pairs(positions)
+        return jnp.stack([self.pair_list(x).idx for x in np.asarray(positions)])
+
+    def pair_list(self, positions):
+        """A jax-md neighbour list of ``pair_capacity`` rows for one frame (capacity grown by 25 % +
+        16 rows while the frame overflows it; first set from an allocation)."""
+        x = jnp.asarray(positions)
+        if self.pair_capacity is None:
+            self.pair_capacity = int(self.builder.allocate(x).idx.shape[1]) + 16
+        while True:
+            # a reference half a box away: every atom "moved" more than skin/2, so update rebuilds
+            stale = dataclasses.replace(self._template(x), reference_position=x + 0.5 * jnp.asarray(self.box))
+            nbrs = self._rebuild(x, stale)
+            if not overflowed(nbrs):
+                return nbrs
+            self.pair_capacity = int(self.pair_capacity * 1.25) + 16
+
+    def _template(self, x):
+        if self._templates.get("capacity") != self.pair_capacity:
+            nbrs = self.builder.allocate(x)
+            padded = jnp.full((2, self.pair_capacity), x.shape[0], dtype=nbrs.idx.dtype)
+            self._templates = {"capacity": self.pair_capacity, "nbrs": dataclasses.replace(
+                nbrs, idx=padded, max_occupancy=self.pair_capacity)}
+        return self._templates["nbrs"]
+
+    def _features_fn(self):
+        """obs(state) → dict of per-step features (see module docstring)."""
+        masses, box, molecules = self.masses, self.box, self.molecules
+        fixed_mdot = None
+        if "mdot" in self.signals and not self.train_dipole:
+            fixed_mdot = mdot_observable(self.dipole, box, molecules)
+
+        def features(state):
+            out = {"etot": state.energy + kinetic_energy(state.velocities, masses)}
+            if fixed_mdot is not None:
+                out["mdot"] = fixed_mdot(state)
+            elif "mdot" in self.signals:
+                out["xv"] = (state.positions, state.velocities)
+            if "vacf" in self.signals:
+                v = remove_com_velocity(state.velocities, masses)
+                out["v_centres"] = diffusion.molecule_centres(v[None], masses, molecules)[0]
+            return out
+
+        return features
+
+    def _signals(self, features, dipole_params):
+        """Per-window signals (W, n+1, ...) from the rollouts' features."""
+        out = {}
+        if "mdot" in self.signals:
+            if "mdot" in features:
+                out["mdot"] = features["mdot"]
+            else:
+                x, v = features["xv"]
+                fn, box, mol = self.dipole.dipole_fn, self.box, self.molecules
+                per_step = jax.vmap(jax.vmap(lambda xx, vv: dipole_and_derivative(
+                    fn, dipole_params, xx, vv, box, mol)[1]))
+                out["mdot"] = per_step(x, v)
+        if "vacf" in self.signals:
+            vc = features["v_centres"]
+            out["vacf"] = jax.vmap(lambda u: diffusion.vacf(u, u.shape[0]))(vc)
+        return out
+
+    def _rollouts(self, params, probes, x, v, pairs):
+        pair_axis = None if pairs.ndim == 2 else 0
+
+        def one(x0, v0, p, probe):
+            return self._rollout(params, self.dynamics.init(params, x0, v0, p), p, probe)
+
+        return jax.vmap(one, in_axes=(0, 0, pair_axis, 0))(x, v, pairs, probes)
+
+    def _forward_batch(self, params, dipole_params, x, v, pairs):
+        roll = self._rollouts(params, jnp.zeros((x.shape[0], 2), x.dtype), x, v, pairs)
+        return (self._signals(roll.observables, dipole_params), roll.observables["etot"],
+                roll.max_displacement)
+
+    def _vjp_batch(self, params, dipole_params, x, v, pairs, cotangents):
+        def surrogate(p, dp, probes):
+            roll = self._rollouts(p, probes, x, v, pairs)
+            sig = self._signals(roll.observables, dp)
+            return sum(jnp.sum(cotangents[k] * sig[k]) for k in cotangents)
+
+        probes = jnp.zeros((x.shape[0], 2), x.dtype)
+        g_p, g_dp, reversal = jax.grad(surrogate, argnums=(0, 1, 2))(params, dipole_params, probes)
+        return g_p, g_dp, jnp.max(reversal, axis=0)
+
+    def _batches(self, n: int):
+        b = self.md.batch
+        return [slice(i, i + b) for i in range(0, n, b)]
+
+    def forward(self, params, dipole_params, x, v, pairs, stop: StopFn | None = None,
+                on_batch: Callable[[int, int], None] | None = None):
+        """Pass 1: signals of all windows (dict of (W, n+1, ...) arrays) and diagnostics."""
+        out, etot, disp = [], [], []
+        batches = self._batches(x.shape[0])
+        for k, sl in enumerate(batches):
+            sig, e, d = self._forward(params, dipole_params, x[sl], v[sl], _take(pairs, sl))
+            out.append(sig)
+            etot.append(np.asarray(e))
+            disp.append(float(np.max(d)))
+            if on_batch is not None:
+                on_batch(k + 1, len(batches))
+            if stop is not None and stop():
+                raise Stopped
+        signals = jax.tree.map(lambda *a: jnp.concatenate(a), *out)
+        etot = np.concatenate(etot)
+        n_atoms = self.masses.size
+        drift = float(np.max(np.abs(etot - etot[:, :1]))) / (n_atoms * KB * self.temperature_K)
+        return signals, {"energy_drift_kT_per_atom": drift, "max_displacement_nm": max(disp),
+                         "finite": bool(np.all(np.isfinite(etot)))}
+
+    def gradient(self, params, dipole_params, x, v, pairs, cotangents, stop: StopFn | None = None,
+                 on_batch: Callable[[int, int], None] | None = None):
+        """Pass 2: (dL/dθ, dL/dφ, reversal error [nm, nm/ps]) for cotangents g (dict like the signals)."""
+        g_p = g_dp = None
+        reversal = np.zeros(2)
+        batches = self._batches(x.shape[0])
+        for k, sl in enumerate(batches):
+            gp, gdp, rev = self._vjp(params, dipole_params, x[sl], v[sl], _take(pairs, sl),
+                                     {n: c[sl] for n, c in cotangents.items()})
+            g_p = gp if g_p is None else jax.tree.map(jnp.add, g_p, gp)
+            g_dp = gdp if g_dp is None else jax.tree.map(jnp.add, g_dp, gdp)
+            reversal = np.maximum(reversal, np.asarray(rev))
+            if on_batch is not None:
+                on_batch(k + 1, len(batches))
+            if stop is not None and stop():
+                raise Stopped
+        return g_p, g_dp, reversal
+
+
+def _take(pairs, sl):
+    return pairs if pairs.ndim == 2 else pairs[sl]
+
