@@ -40,9 +40,10 @@ class PairListBuilder:
     skin: float = 0.1
     capacity_multiplier: float = 1.25
 
-    @property
-    def _fns(self):
-        box = jnp.asarray(self.box)
+    def _fns(self, dtype):
+        """jax-md's list functions with the box in the positions' dtype (a float64 box would turn
+        the list's float32 reference positions into float64 inside its update)."""
+        box = jnp.asarray(self.box, dtype)
         displacement, _ = space.periodic(box)
         return partition.neighbor_list(
             displacement, box, self.cutoff, dr_threshold=self.skin,
@@ -51,7 +52,7 @@ class PairListBuilder:
 
     def allocate(self, positions, extra_capacity: int = 0):
         """A fresh list for ``positions`` (not jit-able: the capacity is chosen here)."""
-        return self._fns.allocate(self.wrap(positions), extra_capacity=extra_capacity)
+        return self._fns(positions.dtype).allocate(self.wrap(positions), extra_capacity=extra_capacity)
 
     def update(self, positions, nbrs):
         """Rebuild if needed (jit-able); sets the overflow flag when the capacity is exceeded."""
