@@ -1,0 +1,114 @@
+"""Force-matching pretraining (workbench.pretrain) and the shipped EANN water model."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from workbench import units
+from workbench.models import SHIPPED_MODEL_FILES, default_system, load_potential
+from workbench.potentials.model_io import load_model
+from workbench.pretrain import (
+    Dataset,
+    PretrainConfigError,
+    evaluate,
+    label_frames,
+    load_config,
+    make_predict,
+    pair_lists,
+    parse_config,
+    read_dataset,
+    run_pretrain,
+    write_dataset,
+)
+
+#: Relative force error (RMSE / RMS) the shipped model must beat on fresh q-TIP4P/F frames: the
+#: issue's goal.  No model is shipped yet (the first fit stayed at ~1.0), so the test skips.
+SHIPPED_RELATIVE_FORCE_BOUND = 0.05
+
+
+def synthetic_water(n_frames: int = 8, seed: int = 0) -> Dataset:
+    """Two waters in a 1.3 nm box, jittered; E = Σ_{i<j} ½ k (d_ij − 0.2 nm)² with k = 500 kJ/mol/nm²."""
+    rng = np.random.default_rng(seed)
+    base = np.array([[0.3, 0.3, 0.3], [0.3957, 0.3, 0.3], [0.276, 0.393, 0.3],
+                     [0.6, 0.6, 0.6], [0.6957, 0.6, 0.6], [0.576, 0.693, 0.6]])
+    box = np.full(3, 1.3)
+
+    def energy(x):
+        i, j = np.triu_indices(6, k=1)
+        dr = x[j] - x[i]
+        dr = dr - box * jnp.round(dr / box)
+        return jnp.sum(0.5 * 500.0 * (jnp.linalg.norm(dr, axis=1) - 0.2) ** 2)
+
+    x = base + rng.normal(scale=0.01, size=(n_frames, 6, 3))
+    e = np.array([float(energy(xi)) for xi in x])
+    f = np.stack([-np.asarray(jax.grad(energy)(jnp.asarray(xi))) for xi in x])
+    return Dataset(x, np.tile(box, (n_frames, 1)), e, f, ("O", "H", "H") * 2, 2)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(PretrainConfigError, match=r"training\.batch_size"):
+        parse_config({"training": {"batch_size": "four"}})
+    with pytest.raises(PretrainConfigError, match=r"training\.epochs: must be > 0"):
+        parse_config({"training": {"epochs": 0}})
+    with pytest.raises(PretrainConfigError, match=r"model\.hiden: unknown key"):
+        parse_config({"model": {"hiden": [8]}})
+    with pytest.raises(PretrainConfigError, match=r"reference\.temperatures_K\[1\]"):
+        parse_config({"reference": {"temperatures_K": [290.0, "hot"]}})
+    with pytest.raises(PretrainConfigError, match=r"^data: .*does not exist"):
+        parse_config({"data": "missing.extxyz"}, tmp_path)
+    path = tmp_path / "bad.toml"
+    path.write_text("[training\n")
+    with pytest.raises(PretrainConfigError, match="invalid TOML"):
+        load_config(path)
+
+
+def test_extxyz_roundtrip_in_ase_units(tmp_path):
+    data = synthetic_water(3)
+    path = write_dataset(tmp_path / "ref.extxyz", data)
+    import ase.io
+
+    atoms = ase.io.read(path, index=0)
+    np.testing.assert_allclose(atoms.get_forces(), data.forces[0] / (units.KJ_PER_MOL_PER_EV * 10), rtol=1e-6)
+    back = read_dataset(path)
+    np.testing.assert_allclose(back.energies, data.energies, rtol=1e-6)
+    np.testing.assert_allclose(back.forces, data.forces, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(back.positions, data.positions, atol=1e-9)
+    assert back.n_molecules == 2 and back.symbols == data.symbols
+
+
+def test_training_from_user_extxyz_reduces_the_loss(tmp_path):
+    write_dataset(tmp_path / "user.extxyz", synthetic_water(12))
+    (tmp_path / "cfg.toml").write_text(
+        'data = "user.extxyz"\noutput = "model.npz"\n'
+        '[model]\nn_radial = 4\nhidden = [8]\n'
+        '[training]\nepochs = 6\nbatch_size = 2\nlearning_rate = 1e-2\nvalidation_fraction = 0.25\n'
+        'patience = 6\nprecision = "float32"\n')
+    cfg = load_config(tmp_path / "cfg.toml")
+    summary = run_pretrain(cfg, tmp_path / "run", "test", show_progress=False)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    log = [json.loads(line) for line in lines]
+    assert len(log) == summary["epochs"] >= 2
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    model = load_model(tmp_path / "model.npz")
+    assert model.metadata["training"]["data"]["frames"] == 12
+    assert model.metadata["architecture"]["hidden"] == [8]
+
+
+def test_shipped_model_force_error_on_fresh_frames():
+    if not SHIPPED_MODEL_FILES["eann-water"].exists():
+        pytest.skip("shipped model not built")
+    from workbench.potentials.qtip4pf import qtip4pf
+
+    system = default_system()
+    rng = np.random.default_rng(7)
+    # fresh frames: the shipped box with 0.005 nm random displacements (not in the training set)
+    x = system.positions[None] + rng.normal(scale=0.005, size=(2, system.n_atoms, 3))
+    energies, forces = label_frames(qtip4pf(system), jnp.asarray(x), system.box)
+    data = Dataset(x, np.tile(system.box, (2, 1)), energies, forces, tuple(system.symbols), 64)
+    mlp = load_potential("eann-water", system)
+    metrics = evaluate(make_predict(mlp.energy_fn), mlp.params, data,
+                       pair_lists(x, data.boxes, mlp.cutoff), jnp.float32)
+    assert metrics["force_rmse_kJ_mol_nm"] < SHIPPED_RELATIVE_FORCE_BOUND * metrics["force_rms_kJ_mol_nm"]
