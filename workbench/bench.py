@@ -51,7 +51,7 @@ def bench_md(quick: bool) -> dict:
 
     system, potential, model_name = benchmark_water()
     steps = 400 if quick else 4000
-    precisions = ["float64"] if quick else ["float32", "float64"]
+    precisions = ["float64"] if quick else ["float32", "float64"]  # the last one is the headline
     out = {"atoms": system.n_atoms, "model": model_name, "steps": steps, "dt_fs": 0.5}
     per_precision = {}
     for precision in precisions:
@@ -89,15 +89,21 @@ def bench_md(quick: bool) -> dict:
         js = js.set(momentum=masses * v0)
 
         jaxmd_loop = jax.jit(_jaxmd_nve_loop(apply_fn, steps))
-
-        _block(jaxmd_loop(js, nbrs_j))
+        result = {"steps_per_s": ours, "drift_kT_per_atom_per_ps": drift}
+        try:
+            _block(jaxmd_loop(js, nbrs_j))
+        except TypeError as err:
+            # jax-md 0.2.29's neighbour-list update fails to trace in float32 with x64 enabled
+            # (its rebuild branch returns float64 reference positions); report, don't hide.
+            per_precision[precision] = {**result, "jaxmd_steps_per_s": None, "ratio": None,
+                                        "jaxmd_error": str(err).splitlines()[0][:300]}
+            continue
         t0 = time.perf_counter()
         js_end, nb_end = _block(jaxmd_loop(js, nbrs_j))
         theirs = steps / (time.perf_counter() - t0)
         if bool(nb_end.did_buffer_overflow):
             raise RuntimeError("jax-md reference loop overflowed its pair list; results invalid")
-        per_precision[precision] = {"steps_per_s": ours, "jaxmd_steps_per_s": theirs,
-                                    "ratio": ours / theirs, "drift_kT_per_atom_per_ps": drift}
+        per_precision[precision] = {**result, "jaxmd_steps_per_s": theirs, "ratio": ours / theirs}
     main = per_precision[precisions[-1]]
     out.update({"precision": precisions[-1], **main, "per_precision": per_precision})
     return out
