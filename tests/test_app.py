@@ -63,12 +63,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served_app():
+def served_app(tmp_path_factory):
     port = _free_port()
+    log = open(tmp_path_factory.mktemp("serve") / "panel.log", "w+b")  # a file, not a pipe that can fill
     env = {**os.environ, "BOKEH_RESOURCES": "server"}
     command = [sys.executable, "-m", "panel", "serve", str(ROOT / "app.py"), "--port", str(port),
                "--address", "localhost", "--allow-websocket-origin", f"localhost:{port}"]
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}/app"
     for _ in range(120):
         try:
@@ -78,10 +79,12 @@ def served_app():
             time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("panel serve app.py did not come up: " + proc.stdout.read().decode()[-2000:])
+        log.seek(0)
+        pytest.fail("panel serve app.py did not come up: " + log.read().decode()[-2000:])
     yield url
     proc.terminate()
     proc.wait(10)
+    log.close()
 
 
 @pytest.mark.ui
