@@ -67,7 +67,3 @@ class PairListBuilder:
 def overflowed(nbrs) -> bool:
     """True when an update inside jit needed more rows than the list's capacity."""
     return bool(nbrs.did_buffer_overflow)
-
-
-def capacity(nbrs) -> int:
-    return int(nbrs.idx.shape[1])
