@@ -17,6 +17,9 @@ def test_suggest_truncation_on_synthetic_curves():
     assert suggest_truncation(taus, exploding) == pytest.approx(0.2)
     overflow = np.array([1.0, 2.0, 3.0, np.inf, np.nan, np.nan])
     assert suggest_truncation(taus, overflow) == pytest.approx(0.1)
+    # an early jump followed by polynomial growth is not the onset of exponential growth
+    early_spike = np.array([1.0, 30.0, 20.0, 40.0, 80.0, 1e5])
+    assert suggest_truncation(taus, early_spike) == pytest.approx(0.4)
     with pytest.raises(ValueError):
         suggest_truncation(taus[::-1], power)
     with pytest.raises(ValueError):

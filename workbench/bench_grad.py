@@ -229,8 +229,8 @@ def divergence_study_water(taus_fs=(25, 50, 100, 200, 400, 600, 800, 1000), n_fr
         "loss": "C(τ) = mean over windows of Ṁ(0)·Ṁ(τ) in (e·nm/ps)², q-TIP4P/F charges",
         "parameters": "q-TIP4P/F (9)", "estimator": "adjoint", "precision": "float64",
         "n_windows": 2 * n_frames, "dt_ps": dt_ps, "sampling_wall_s": sampling_s,
-        "criterion": "suggest_truncation: τ before the first interval whose local power-law exponent "
-                     f"d ln‖g‖/d ln τ exceeds {DEFAULT_MAX_POWER}",
+        "criterion": "suggest_truncation: start of the final run of intervals whose local power-law "
+                     f"exponent d ln‖g‖/d ln τ exceeds {DEFAULT_MAX_POWER}",
     })
     return study
 

@@ -72,10 +72,12 @@ def suggest_truncation(taus, norms, max_power: float = DEFAULT_MAX_POWER) -> flo
     """The longest τ before the gradient norm starts to grow exponentially.
 
     Criterion: between consecutive points the local power-law exponent
-    p_i = ln(N_{i+1}/N_i) / ln(τ_{i+1}/τ_i) stays bounded (≤ ``max_power``) while the growth is
-    polynomial (p ≈ 1–2: δv ∝ t, δx ∝ t²), but increases without bound under exponential growth
-    (for N ∝ e^{λτ}, p = λτ).  The answer is τ_i for the first interval i with p_i > max_power or a
-    non-finite norm; the last τ if there is none.  ``taus`` must be increasing and positive.
+    p_i = ln(N_{i+1}/N_i) / ln(τ_{i+1}/τ_i) stays bounded while the growth is polynomial
+    (p ≈ 1–2: δv ∝ t, δx ∝ t²), but increases without bound under exponential growth (for
+    N ∝ e^{λτ}, p = λτ).  Exponential growth, once started, does not stop, whereas at short τ a
+    gradient of an oscillating TCF can jump up and down; so the answer is τ_i where i starts the
+    final run of intervals that all have p > ``max_power`` (or a non-finite norm), and the last τ
+    when the last interval is not such.  ``taus`` must be increasing and positive.
     """
     t = np.asarray(taus, float)
     g = np.asarray(norms, float)
@@ -85,13 +87,17 @@ def suggest_truncation(taus, norms, max_power: float = DEFAULT_MAX_POWER) -> flo
         raise ValueError("taus must be positive and strictly increasing")
     if not np.isfinite(g[0]) or g[0] <= 0:
         raise ValueError(f"the gradient norm at the shortest window must be finite and > 0, got {g[0]}")
-    for i in range(t.size - 1):
-        if not np.isfinite(g[i + 1]) or g[i + 1] <= 0:
-            return float(t[i])
-        p = math.log(g[i + 1] / g[i]) / math.log(t[i + 1] / t[i])
-        if p > max_power:
-            return float(t[i])
-    return float(t[-1])
+    start = t.size - 1
+    for i in range(t.size - 2, -1, -1):
+        finite = np.isfinite(g[i]) and g[i] > 0
+        if finite and np.isfinite(g[i + 1]) and g[i + 1] > 0:
+            exploding = math.log(g[i + 1] / g[i]) / math.log(t[i + 1] / t[i]) > max_power
+        else:
+            exploding = True
+        if not exploding:
+            break
+        start = i
+    return float(t[start])
 
 
 def plot_divergence(study: dict, path, title: str = "Gradient norm vs window length") -> None:
