@@ -120,7 +120,7 @@ def _water_frames(potential, system, n_frames: int, spacing_ps: float, dt: float
                    sample_every=int(round(spacing_ps / dt)), seed=seed)
     traj = simulate(potential, system, n_frames * cfg.sample_every, cfg, equilibration_steps=cfg.sample_every)
     x, v = sample_frames(traj.positions, traj.velocities, n_frames)
-    v = np.stack([np.asarray(remove_com_velocity(jnp.asarray(u), traj.masses)) for u in v])
+    v = np.asarray(remove_com_velocity(jnp.asarray(v), traj.masses))
     return x, v
 
 

@@ -118,6 +118,10 @@ def maxwell_boltzmann(key, masses, temperature_K: float, dtype=jnp.float64, remo
 
 
 def remove_com_velocity(velocities, masses):
-    """Subtract the centre-of-mass velocity Σ m v / Σ m (zero total momentum)."""
-    m = jnp.asarray(masses, velocities.dtype)[:, None]
-    return velocities - jnp.sum(m * velocities, axis=0) / jnp.sum(m)
+    """Subtract the centre-of-mass velocity Σ m v / Σ m (zero total momentum) of each frame.
+
+    ``velocities`` is (N, 3) or (..., N, 3), e.g. (F, N, 3) for a trajectory; ``masses`` (N,) amu.
+    """
+    v = jnp.asarray(velocities)
+    m = jnp.asarray(masses, v.dtype)[:, None]
+    return v - jnp.sum(m * v, axis=-2, keepdims=True) / jnp.sum(m)

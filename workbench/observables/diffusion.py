@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench import units
+from workbench.md import integrators as md_integrators
 from workbench.observables.tcf import tcf
 from workbench.potentials.base import minimum_image
 
@@ -106,10 +107,9 @@ def remove_com_drift(positions, masses=None):
 
 
 def remove_com_velocity(velocities, masses=None):
-    """v_i(t) − V(t), V the (mass-weighted) centre-of-mass velocity; (F, N, 3)."""
+    """v_i(t) − V(t), V the (mass-weighted; equal masses when None) centre-of-mass velocity; (F, N, 3)."""
     v = jnp.asarray(velocities)
-    w = _weights(masses, v.shape[1])
-    return v - jnp.einsum("n,fnd->fd", w, v)[:, None, :]
+    return md_integrators.remove_com_velocity(v, np.ones(v.shape[1]) if masses is None else masses)
 
 
 def molecule_centres(x, masses, molecules):

@@ -150,7 +150,7 @@ class WindowEngine:
         temperature = float(np.mean(temps))
         if not np.all(np.isfinite(x)) or not np.isfinite(temperature):
             raise IterationFailure("NVT sampling produced non-finite positions or velocities")
-        v = np.stack([np.asarray(remove_com_velocity(jnp.asarray(u), self.masses)) for u in v])
+        v = np.asarray(remove_com_velocity(jnp.asarray(v), self.masses))
         return Frames(x, v, np.asarray(state.positions), np.asarray(state.velocities), temperature)
 
     # -- windows ----------------------------------------------------------------------------
