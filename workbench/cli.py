@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust", action="store_true", help="allow loading a pickle model file")
     p.add_argument("--structure", metavar="FILE",
                    help="water box with a cubic periodic cell (default: the shipped 64-water box at 298 K)")
-    p.add_argument("--preset", choices=["default", "paper", "benchmark", "quick"], default="default",
+    p.add_argument("--preset", choices=["default", "paper", "benchmark", "interactive", "quick"],
+                   default="default",
                    help="protocol lengths (see below; default: %(default)s)")
     p.add_argument("--dipole", choices=["charge-flux", "qtip4pf"], default="charge-flux",
                    help="dipole model: q-TIP4P/F charges with charge flux fitted to the experimental band "

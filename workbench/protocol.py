@@ -62,6 +62,7 @@ __all__ = [
     "run_protocol", "check_system", "window_tcfs", "start_tcfs", "spectrum_from_tcf", "jackknife_bands",
     "diffusion_summary", "sum_rule_check", "fft_vs_direct_error", "EXPERIMENT_BANDS",
     "write_spectrum_png", "DIPOLE_MODELS", "dipole_model", "spectrum_grid", "ir_report",
+    "SimulatedSpectrum", "simulated_spectrum",
 ]
 
 #: Upper end (cm⁻¹) of the spectrum grid; the stored frames must resolve it (Nyquist).
@@ -200,6 +201,9 @@ PRESETS: Mapping[str, IRProtocol] = {
     "default": IRProtocol(),
     "benchmark": IRProtocol(nvt_ps=12.0, n_windows=12, window_ps=3.0, tcf_ps=1.5, equilibrate_ps=1.0),
     "quick": IRProtocol(nvt_ps=0.05, n_windows=1, window_ps=0.3, tcf_ps=0.2, equilibrate_ps=0.0),
+    # the dashboard's first spectrum: ≈ 5000 steps in float32, under a minute on 2 CPU cores
+    "interactive": IRProtocol(nvt_ps=0.2, n_windows=2, window_ps=0.5, tcf_ps=0.4, equilibrate_ps=0.1,
+                              precision="float32"),
 }
 
 
@@ -500,6 +504,39 @@ def spectrum_grid() -> np.ndarray:
     return np.arange(0.0, MAX_WAVENUMBER + 0.5 * GRID_STEP, GRID_STEP)
 
 
+@dataclasses.dataclass(frozen=True)
+class SimulatedSpectrum:
+    """The protocol's spectrum: n α (cm⁻¹) on ``grid`` (cm⁻¹), band maxima with jackknife errors
+    (and the experiment's position and height when one was given), and the windows it came from."""
+
+    grid: np.ndarray
+    values: np.ndarray
+    bands: dict
+    windows: Windows
+
+    @property
+    def diffusion(self) -> dict:
+        """Green–Kubo and Einstein D (m²/s) of the windows (:func:`diffusion_summary`)."""
+        return diffusion_summary(self.windows)
+
+
+def simulated_spectrum(potential: Potential, system: System, protocol: IRProtocol, dipole_name: str,
+                       experiment: Spectrum | None = None, progress: ProgressFn | None = None
+                       ) -> SimulatedSpectrum:
+    """Run the protocol and return n α on :func:`spectrum_grid` with band maxima (steps 1–4)."""
+    model = dipole_model(dipole_name)
+    windows = run_protocol(potential, system, protocol, {dipole_name: model}, progress)
+    grid = spectrum_grid()
+    tcfs = window_tcfs(windows.mdot[dipole_name], protocol.n_lags)
+    values = spectrum_from_tcf(tcfs.mean(axis=0), windows, protocol, grid)
+    bands = jackknife_bands(start_tcfs(tcfs, windows.start), windows, protocol, grid)
+    if experiment is not None:
+        for name, b in band_analysis(experiment.wavenumber, experiment.values,
+                                     {k: WATER_BANDS[k] for k in bands}).items():
+            bands[name].update({"experiment_position_cm-1": b.position, "experiment_height_cm-1": b.height})
+    return SimulatedSpectrum(grid, values, bands, windows)
+
+
 def ir_report(potential: Potential, system: System, protocol: IRProtocol, dipole_name: str,
               output_prefix, experiment: Spectrum | None = None, progress: ProgressFn | None = None,
               labels: Mapping[str, str] | None = None) -> dict:
@@ -513,15 +550,8 @@ def ir_report(potential: Potential, system: System, protocol: IRProtocol, dipole
     prefix = Path(output_prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    windows = run_protocol(potential, system, protocol, {dipole_name: model}, progress)
-    grid = spectrum_grid()
-    tcfs = window_tcfs(windows.mdot[dipole_name], protocol.n_lags)
-    values = spectrum_from_tcf(tcfs.mean(axis=0), windows, protocol, grid)
-    bands = jackknife_bands(start_tcfs(tcfs, windows.start), windows, protocol, grid)
-    if experiment is not None:
-        for name, b in band_analysis(experiment.wavenumber, experiment.values,
-                                     {k: WATER_BANDS[k] for k in bands}).items():
-            bands[name].update({"experiment_position_cm-1": b.position, "experiment_height_cm-1": b.height})
+    result = simulated_spectrum(potential, system, protocol, dipole_name, experiment, progress)
+    grid, values, bands, windows = result.grid, result.values, result.bands, result.windows
     described = ", ".join(f"{k}={v}" for k, v in labels.items())
     settings = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(protocol).items())
     csv, png = prefix.with_name(prefix.name + ".csv"), prefix.with_name(prefix.name + ".png")
