@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint bench-quick
+.PHONY: install serve test lint bench-quick viewer-bundle
 
 $(STAMP): pyproject.toml
 	@command -v chromium >/dev/null || { echo "installing Debian chromium for the browser tests"; \
@@ -30,3 +30,7 @@ test: lint
 
 bench-quick: install
 	for b in md; do $(BIN)/workbench bench $$b --quick; done
+
+# rebuild workbench/ui/viewer.bundle.js (3Dmol.js, from the npm registry) after editing viewer.js
+viewer-bundle:
+	scripts/build_viewer_bundle.sh
