@@ -131,6 +131,7 @@ BENCHMARKS = {
     "spectrum": "workbench.bench_spectrum:run",
     "twin": "workbench.bench_twin:run",
     "pretrained": "workbench.bench_pretrained:run",
+    "ui": "workbench.bench_ui:run",
 }
 
 

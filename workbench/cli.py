@@ -6,6 +6,7 @@
     workbench bench NAME [--quick]       run a benchmark; last stdout line is one JSON object
     workbench refine CONFIG              refine a potential (see workbench.refine); --resume RUNDIR
     workbench pretrain CONFIG            force-match an EANN to reference frames (workbench.pretrain)
+    workbench serve [--port P]           the dashboard (same page as `panel serve app.py`), offline
 
 Errors in user input end with a one-line message and exit status 2, never a traceback.
 """
@@ -144,6 +145,20 @@ def _bench(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    import os
+
+    os.environ.setdefault("BOKEH_RESOURCES", "server")  # Bokeh/Panel JS from this server, never a CDN
+    import panel as pn
+
+    from workbench.ui.app import build_app
+
+    origin = [f"{args.address}:{args.port}", *args.allow_websocket_origin]
+    pn.serve({"app": build_app}, port=args.port, address=args.address, websocket_origin=origin,
+             show=args.show, title="Workbench")
+    return 0
+
+
 def _refine(args) -> int:
     import signal
 
@@ -254,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small size, < 60 s on 2 CPU cores")
     p.add_argument("--json", metavar="FILE", help="also write the JSON result to FILE")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("serve", help="serve the dashboard at http://ADDRESS:PORT/app (localhost by default)")
+    p.add_argument("--port", type=int, default=5006)
+    p.add_argument("--address", default="localhost")
+    p.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST:PORT",
+                   help="extra origin allowed to connect (e.g. when reached through an SSH tunnel)")
+    p.add_argument("--show", action="store_true", help="open a browser tab")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("refine", help="refine a potential against IR spectra / diffusion (TOML config)")
     p.add_argument("config", nargs="?", help="TOML config (see examples/ and workbench/refine/config.py)")

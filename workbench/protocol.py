@@ -62,7 +62,7 @@ __all__ = [
     "run_protocol", "check_system", "window_tcfs", "start_tcfs", "spectrum_from_tcf", "jackknife_bands",
     "diffusion_summary", "sum_rule_check", "fft_vs_direct_error", "EXPERIMENT_BANDS",
     "write_spectrum_png", "DIPOLE_MODELS", "dipole_model", "spectrum_grid", "ir_report",
-    "SimulatedSpectrum", "simulated_spectrum",
+    "SimulatedSpectrum", "simulated_spectrum", "truncation_scan",
 ]
 
 #: Upper end (cm⁻¹) of the spectrum grid; the stored frames must resolve it (Nyquist).
@@ -535,6 +535,33 @@ def simulated_spectrum(potential: Potential, system: System, protocol: IRProtoco
                                      {k: WATER_BANDS[k] for k in bands}).items():
             bands[name].update({"experiment_position_cm-1": b.position, "experiment_height_cm-1": b.height})
     return SimulatedSpectrum(grid, values, bands, windows)
+
+
+def truncation_scan(potential: Potential, system: System, taus_fs, protocol: IRProtocol,
+                    dipole_name: str = "charge-flux", estimator: str = "adjoint",
+                    progress: ProgressFn | None = None) -> dict:
+    """Gradient health before a refinement: ‖dC(τ)/dθ‖ of the Ṁ TCF at lag τ for each window length
+    in ``taus_fs`` (fs), θ the potential's parameters (``grad.study.divergence_study``).
+
+    The windows start from the protocol's K NVT states (and their time-reversed partners); returns the
+    study (``tau_ps``, ``grad_norm``, ...) with ``suggested_tau_ps``, the longest τ before the norm grows
+    exponentially, and ``suggested_truncation_fs``.
+    """
+    from workbench.grad.core import VerletDynamics
+    from workbench.grad.study import divergence_study
+    from workbench.grad.windows import mdot_observable
+
+    starts = sample_starts(potential, system, protocol, progress)
+    masses = np.asarray(system.masses, float)
+    x = np.stack([np.asarray(state.positions) for state, _ in starts])
+    v = np.stack([np.asarray(remove_com_velocity(state.velocities, masses)) for state, _ in starts])
+    dynamics = VerletDynamics.from_potential(potential, system, protocol.dt_ps)
+    obs = mdot_observable(dipole_model(dipole_name), system.box, system.molecules)
+    steps = sorted({max(1, int(round(t / protocol.dt_fs))) for t in taus_fs})
+    study = divergence_study(dynamics, potential.params, x, v, steps, obs, estimator=estimator,
+                             time_reversed=protocol.time_reversal, progress=progress)
+    study["suggested_truncation_fs"] = study["suggested_tau_ps"] * 1e3
+    return study
 
 
 def ir_report(potential: Potential, system: System, protocol: IRProtocol, dipole_name: str,

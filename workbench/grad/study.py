@@ -42,8 +42,11 @@ def tcf_endpoint_loss(observables):
 def divergence_study(dynamics: VerletDynamics, params, positions, velocities, steps, obs_fn: ObservableFn,
                      loss_fn: LossFn = tcf_endpoint_loss, *, builder: PairListBuilder | None = None,
                      time_reversed: bool = True, estimator: str | Estimator = "adjoint",
-                     batch_size: int | None = None) -> dict:
+                     batch_size: int | None = None, progress=None) -> dict:
     """‖dL/dθ‖ for windows of each length in ``steps`` (integers n, τ = n Δt) from the same frames.
+
+    ``progress(done, total, stage)``, if given, is called after each window length with the MD steps
+    done so far (all window lengths together are ``total``).
 
     Returns a dict of lists (JSON-ready): ``tau_ps``, ``n_steps``, ``loss``, ``grad_norm``,
     ``max_displacement_nm``, ``reversal_error_nm``, ``wall_s``; plus ``suggested_tau_ps``.
@@ -52,7 +55,8 @@ def divergence_study(dynamics: VerletDynamics, params, positions, velocities, st
     pairs = window_pairs(x, builder)
     out = {k: [] for k in ("tau_ps", "n_steps", "loss", "grad_norm", "max_displacement_nm",
                            "reversal_error_nm", "wall_s")}
-    for n in sorted(int(s) for s in steps):
+    steps = sorted(int(s) for s in steps)
+    for i, n in enumerate(steps):
         t0 = time.perf_counter()
         res = TrajectoryLoss(dynamics, n, obs_fn, loss_fn, estimator, batch_size).loss_and_grad(
             params, x, v, pairs)
@@ -64,6 +68,8 @@ def divergence_study(dynamics: VerletDynamics, params, positions, velocities, st
         out["grad_norm"].append(float(diag.grad_norm))
         out["max_displacement_nm"].append(float(diag.max_displacement))
         out["reversal_error_nm"].append(float(diag.reversal_error[0]))
+        if progress is not None:
+            progress(sum(steps[: i + 1]), sum(steps), "gradient scan")
     out["suggested_tau_ps"] = suggest_truncation(out["tau_ps"], out["grad_norm"])
     return out
 

@@ -8,22 +8,52 @@ Panel documents for threads: direct cross-thread updates of Bokeh models lose da
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import traceback
+import weakref
 from collections.abc import Callable
 
 from workbench.errors import UserInputError
 
 JobFn = Callable[[Callable[[dict], None], Callable[[], bool]], None]
 
+#: Server-wide cap on jobs computing at once (all sessions together); more wait as "queued".
+#: Each job uses all cores through XLA, so on a small machine more than one or two only slow all down.
+MAX_CONCURRENT_JOBS = int(os.environ.get("WORKBENCH_MAX_JOBS", "2"))
+_SLOTS = threading.BoundedSemaphore(MAX_CONCURRENT_JOBS)
+_JOBS: weakref.WeakSet = weakref.WeakSet()
+
+
+def running_jobs() -> int:
+    """Jobs of all sessions whose threads are alive (computing or queued)."""
+    return sum(job.running for job in list(_JOBS))
+
+
+class JobStopped(Exception):
+    """Raised inside a job (e.g. from a progress callback) to end it early on a stop request."""
+
+
+def stopping_progress(emit: Callable[[dict], None], stop_requested: Callable[[], bool]):
+    """A ``progress(done, total, stage)`` callback that emits progress events and raises
+    :class:`JobStopped` once a stop was requested (for work that only reports progress)."""
+
+    def progress(done, total, stage):
+        emit({"kind": "progress", "percent": int(100 * done / max(total, 1)), "stage": stage})
+        if stop_requested():
+            raise JobStopped
+
+    return progress
+
 
 class BackgroundJob:
     """Run ``fn(emit, stop_requested)`` in a daemon thread.
 
-    Events: whatever ``fn`` emits, then exactly one final ``{"kind": "finished"}``,
-    ``{"kind": "stopped"}`` or ``{"kind": "error", "message": ...}`` (user-input errors keep their
-    message; unexpected errors are summarised in one line and the traceback kept in ``detail``).
+    Events: ``{"kind": "queued"}`` first when all server-wide slots are taken (the job waits for one),
+    whatever ``fn`` emits, then exactly one final ``{"kind": "finished"}``, ``{"kind": "stopped"}`` or
+    ``{"kind": "error", "message": ...}`` (user-input errors keep their message; unexpected errors are
+    summarised in one line and the traceback kept in ``detail``).
     """
 
     def __init__(self, fn: JobFn, name: str = "job"):
@@ -33,6 +63,7 @@ class BackgroundJob:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> BackgroundJob:
+        _JOBS.add(self)
         self._thread.start()
         return self
 
@@ -55,8 +86,23 @@ class BackgroundJob:
                 return events
 
     def _run(self) -> None:
+        if not _SLOTS.acquire(blocking=False):
+            self._queue.put({"kind": "queued", "message": f"queued: the server runs at most "
+                                                          f"{MAX_CONCURRENT_JOBS} jobs at once"})
+            while not _SLOTS.acquire(timeout=0.2):
+                if self._stop.is_set():
+                    self._queue.put({"kind": "stopped"})
+                    return
+        try:
+            self._work()
+        finally:
+            _SLOTS.release()
+
+    def _work(self) -> None:
         try:
             self._fn(self._queue.put, self._stop.is_set)
+        except JobStopped:
+            self._queue.put({"kind": "stopped"})
         except UserInputError as err:
             self._queue.put({"kind": "error", "message": str(err)})
         except Exception as err:  # reported to the UI as one line, never a traceback on screen
