@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-stamp
 
-.PHONY: install serve test lint bench-quick viewer-bundle
+.PHONY: install serve test lint bench-quick viewer-bundle render-notebooks
 
 $(STAMP): pyproject.toml
 	@command -v chromium >/dev/null || { echo "installing Debian chromium for the browser tests"; \
@@ -34,3 +34,7 @@ bench-quick: install
 # rebuild workbench/ui/viewer.bundle.js (3Dmol.js, from the npm registry) after editing viewer.js
 viewer-bundle:
 	scripts/build_viewer_bundle.sh
+
+# HTML pages of the teaching notebooks in docs/notebooks/ (quick mode; FULL=1 for the full settings)
+render-notebooks: install
+	$(BIN)/python scripts/render_notebooks.py $(if $(FULL),--full,)
