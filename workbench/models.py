@@ -18,9 +18,11 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 MODEL_CHOICES = {
     "qtip4pf": "q-TIP4P/F flexible water, Ewald electrostatics (Habershon et al. 2009)",
+    "eann-water": "EANN water MLP force-matched to q-TIP4P/F, 270-330 K "
+                  "(assets/models/eann_water_qtip4pf.md)",
 }
-#: Where ``workbench pretrain examples/pretrain_water.toml`` writes the EANN water model; not shipped
-#: yet (its force fit failed, issue 6), so "eann-water" resolves only where that file has been built.
+#: Model files of the shipped MLPs, built by ``workbench pretrain examples/pretrain_water.toml``;
+#: their model cards lie next to them.
 SHIPPED_MODEL_FILES = {"eann-water": ASSETS / "models" / "eann_water_qtip4pf.npz"}
 DEFAULT_MODEL = "qtip4pf"
 

@@ -7,13 +7,29 @@ units (eV, eV/Å); inside everything is nm and kJ/mol (DESIGN.md).
 
 The loss of a batch B of frames s with M_s molecules (atoms/3 for water; atoms for other systems) is
 
-    L = w_E · ⟨((E_θ(s) − E_s) / M_s)²⟩_B / σ_E²  +  w_F · ⟨|F_θ,i(s) − F_i(s)|²⟩_{B,i} / σ_F²
+    L = w_E · ⟨((ΔE_s − ⟨ΔE⟩_B) / M_s)²⟩_B / σ_E²  +  w_F · ⟨|F_θ,i(s) − F_i(s)|²⟩_{B,i} / σ_F²,
+    ΔE_s = E_θ(s) − E_s,
 
 with σ_E the standard deviation of the reference energy per molecule and σ_F the force RMS
 (per Cartesian component) of the training split, so both terms are dimensionless and ≈ 1 for a
-model that predicts the mean.  F_θ = −∂E_θ/∂r.  The offset ``initpot`` starts at the mean reference
-energy per atom, so the network begins near the data.  Adam with a cosine-decayed learning rate,
-shuffled mini-batches (seeded), early stopping on the validation loss (the best parameters are kept).
+model that predicts the mean.  F_θ = −∂E_θ/∂r.
+
+The energy term sees only the *spread* of the errors within the batch: the constant offset
+``initpot`` is not learnt by gradient descent but fitted in closed form (the mean error per atom is
+subtracted after every epoch and once more, exactly, over the training split at the end).  Fitting
+the offset with Adam fails: a step of the learning rate (~1e-3 kJ/mol per atom) cannot follow the
+drift of the network's mean energy (tens of kJ/mol per atom while the forces are being learnt), so an
+uncentred energy term of weight 0.1 — with σ_E ≈ 1.4 kJ/mol per molecule for 64 waters — dominated
+the loss and drove the network to a flat energy (predicted forces ≈ 0, force RMSE = force RMS;
+the failed first attempt of issue 6).
+
+Initialisation (``init_params``): Gaussian centres evenly spaced on [r_min, r_c) with exponents
+1/Δ² (Δ the spacing), so the short O–H and H···H distances are resolved; the first layer's weights
+and bias absorb the mean and standard deviation of each input feature over a sample of atoms of
+their element (the network sees standardised features; an exact reparametrisation, the
+architecture is unchanged); output weights scaled by σ_F; ``initpot`` starts at the mean reference
+energy per atom.  Adam with a cosine-decayed learning rate, shuffled mini-batches (seeded), early
+stopping on the validation loss (the best parameters are kept).
 """
 
 from __future__ import annotations
@@ -57,11 +73,13 @@ class ReferenceSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ModelSettings:
-    """[model]: EANN size (``n_radial`` Gaussians, hidden widths) and cutoff in Å."""
+    """[model]: EANN size (``n_radial`` Gaussians, hidden widths), cutoff in Å and the smallest
+    initial Gaussian centre ``radial_min_angstrom`` (centres evenly spaced on [r_min, r_c))."""
 
     n_radial: int = 8
     hidden: tuple[int, ...] = (32, 32)
     cutoff_angstrom: float = 6.0
+    radial_min_angstrom: float = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +168,9 @@ def parse_config(raw: dict, base_dir: Path = Path(".")) -> PretrainConfig:
         tables[name] = _build(cls, table, name + ".")
     cfg = dataclasses.replace(_build(PretrainConfig, top, ""), base_dir=Path(base_dir), **tables)
     t = cfg.training
+    if not 0.0 <= cfg.model.radial_min_angstrom < cfg.model.cutoff_angstrom:
+        raise PretrainConfigError(f"model.radial_min_angstrom: must be in [0, cutoff = "
+                                  f"{cfg.model.cutoff_angstrom}), got {cfg.model.radial_min_angstrom}")
     if not 0.0 < t.validation_fraction < 1.0:
         raise PretrainConfigError(f"training.validation_fraction: must be in (0, 1), "
                                   f"got {t.validation_fraction}")
@@ -341,11 +362,19 @@ def make_predict(energy_fn):
     return jax.vmap(one, in_axes=(None, 0, 0, 0))
 
 
-def squared_errors(predict, params, batch):
-    """Sums over the batch: Σ((ΔE/M)²), Σ|ΔF|² (all components), for the metrics and the loss."""
+def squared_errors(predict, params, batch, centred: bool = False):
+    """Sums over the batch: Σ((ΔE/M)²), Σ|ΔF|² (all components), Σ ΔE, for the metrics and the loss.
+
+    ``centred``: the energy errors ΔE have their batch mean removed first (the loss; the offset is
+    fitted separately, see the module docstring).
+    """
     x, box, pairs, energy, forces, n_mol = batch
     e, f = predict(params, x, box, pairs)
-    return jnp.sum(jnp.square((e - energy) / n_mol)), jnp.sum(jnp.square(f - forces))
+    de = e - energy
+    sum_de = jnp.sum(de)
+    if centred:
+        de = de - jnp.mean(de)
+    return jnp.sum(jnp.square(de / n_mol)), jnp.sum(jnp.square(f - forces)), sum_de
 
 
 # ----------------------------------------------------------------------------------------------
@@ -368,7 +397,7 @@ def evaluate(predict, params, data: Dataset, pairs, dtype, batch_size: int = 8) 
     for start in range(0, data.n_frames, batch_size):
         sl = slice(start, start + batch_size)
         batch = _batch(data.subset(sl), pairs[sl], dtype)
-        e, f = squared_errors(predict, params, batch)
+        e, f, _ = squared_errors(predict, params, batch)
         se_e, se_f = se_e + float(e), se_f + float(f)
     n_comp = data.forces[0].size * data.n_frames
     return {"force_rmse_kJ_mol_nm": math.sqrt(se_f / n_comp),
@@ -389,18 +418,94 @@ def split(n_frames: int, validation_fraction: float, seed: int) -> tuple[np.ndar
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def match_scale(params: dict, energy_fn, sample: Dataset, pairs, sigma_f: float) -> dict:
-    """Start near the data's scales: output weights × σ_F (force RMS in kJ/mol/Å, so predicted forces
-    start at the data's magnitude instead of ~1 kJ/mol/Å), then ``initpot`` shifted by
-    −⟨E_θ − E⟩/N over ``sample`` so the mean energy starts right."""
+def radial_grid(params: dict, radial_min: float, cutoff: float) -> dict:
+    """Gaussian centres evenly spaced on [r_min, r_c) (Å), exponents 1/Δ² with Δ the spacing, for
+    every element: neighbouring Gaussians cross at ≈ 0.78 of their height."""
     params = dict(params)
-    params["output.w"] = params["output.w"] * sigma_f * units.NM_PER_ANGSTROM
-    dtype = params["output.w"].dtype
-    energies = jax.jit(jax.vmap(energy_fn, in_axes=(None, 0, 0, 0)))(
-        params, jnp.asarray(sample.positions, dtype), jnp.asarray(sample.boxes, dtype), jnp.asarray(pairs))
-    shift = float(np.mean(np.asarray(energies, float) - sample.energies)) / sample.positions.shape[1]
-    params["initpot"] = params["initpot"] - shift
+    n_species, n_radial = params["radial.rs"].shape
+    step = (cutoff - radial_min) / n_radial
+    dtype = params["radial.rs"].dtype
+    rs = radial_min + step * np.arange(n_radial)
+    params["radial.rs"] = jnp.asarray(np.broadcast_to(rs, (n_species, n_radial)), dtype)
+    params["radial.inta"] = jnp.full((n_species, n_radial), 1.0 / step**2, dtype)
     return params
+
+
+def standardise_inputs(params: dict, species, sample: Dataset, pairs, cutoff: float) -> dict:
+    """Fold feature standardisation into the first layer: for each element s with feature mean μ
+    and standard deviation σ over the atoms of ``sample``, W₀[s] ← W₀[s] / σ (rows) and
+    b₀[s] ← b₀[s] − (μ/σ)·W₀[s]; the network then sees (x − μ)/σ.  Exact; the features of a
+    water model span orders of magnitude (far L = 2 channels ~10, the O–H Gaussian ~0.1)."""
+    from workbench.potentials import eann
+
+    params = dict(params)
+    dtype = params["layer0.w"].dtype
+    species = np.asarray(species)
+
+    @jax.jit
+    def features(x, box, p):
+        scale = units.ANGSTROM_PER_NM
+        s = eann.orbital_sums(params, x * scale, box * scale, p, species, cutoff)
+        return eann.density_features(s)
+
+    x = np.concatenate([np.asarray(features(jnp.asarray(xi, dtype), jnp.asarray(bi, dtype), jnp.asarray(pi)))
+                        [None] for xi, bi, pi in zip(sample.positions, sample.boxes, pairs, strict=True)])
+    w, b = np.array(params["layer0.w"], np.float64), np.array(params["layer0.b"], np.float64)
+    for s in np.unique(species):
+        xs = x[:, species == s].reshape(-1, x.shape[-1]).astype(np.float64)
+        mu, sd = xs.mean(0), xs.std(0)
+        sd = np.where(sd > 1e-6 * max(sd.max(), 1e-30), sd, 1.0)
+        w_s = w[s] / sd[:, None]
+        b[s] = b[s] - mu @ w_s
+        w[s] = w_s
+    params["layer0.w"], params["layer0.b"] = jnp.asarray(w, dtype), jnp.asarray(b, dtype)
+    return params
+
+
+def match_scale(params: dict, energy_fn, sample: Dataset, pairs, sigma_f: float,
+                force_fraction: float = 0.3) -> dict:
+    """Start near the data's scales: output weights scaled so that the predicted force RMS over
+    ``sample`` is ``force_fraction`` · σ_F (σ_F in kJ/mol/nm; a random force field of the data's
+    full magnitude would start at a relative error of √2), then ``initpot`` fitted to ``sample``."""
+    params = dict(params)
+    dtype = params["output.w"].dtype
+    _, forces = make_predict(energy_fn)(params, jnp.asarray(sample.positions, dtype),
+                                        jnp.asarray(sample.boxes, dtype), jnp.asarray(pairs))
+    rms = float(jnp.sqrt(jnp.mean(jnp.square(forces))))
+    params["output.w"] = params["output.w"] * (force_fraction * sigma_f / max(rms, 1e-30))
+    return fit_offset(params, energy_fn, sample, pairs)
+
+
+def fit_offset(params: dict, energy_fn, data: Dataset, pairs, batch_size: int = 8) -> dict:
+    """``initpot`` shifted by −⟨E_θ − E⟩/N over ``data``: the least-squares energy offset."""
+    params = dict(params)
+    dtype = params["output.w"].dtype
+    energies = jax.jit(jax.vmap(energy_fn, in_axes=(None, 0, 0, 0)))
+    errors = []
+    for start in range(0, data.n_frames, batch_size):
+        sl = slice(start, start + batch_size)
+        e = energies(params, jnp.asarray(data.positions[sl], dtype), jnp.asarray(data.boxes[sl], dtype),
+                     jnp.asarray(pairs[sl]))
+        errors.append(np.asarray(e, float) - data.energies[sl])
+    shift = float(np.mean(np.concatenate(errors))) / data.positions.shape[1]
+    params["initpot"] = params["initpot"] - jnp.asarray(shift, params["initpot"].dtype)
+    return params
+
+
+def init_params(data: Dataset, species, model: ModelSettings, dtype, seed: int, pairs, sigma_f: float,
+                n_sample: int = 8) -> dict:
+    """Fresh EANN parameters started near ``data`` (module docstring, "Initialisation")."""
+    from workbench.potentials import eann
+
+    initpot = float(np.mean(data.energies)) / len(species)
+    params = eann.init_eann_params(jax.random.PRNGKey(seed), n_species=int(np.max(species)) + 1,
+                                   n_radial=model.n_radial, hidden=model.hidden,
+                                   cutoff_angstrom=model.cutoff_angstrom, initpot=initpot, dtype=dtype)
+    params = radial_grid(params, model.radial_min_angstrom, model.cutoff_angstrom)
+    sample = np.linspace(0, data.n_frames - 1, min(n_sample, data.n_frames)).round().astype(int)
+    params = standardise_inputs(params, species, data.subset(sample), pairs[sample], model.cutoff_angstrom)
+    energy_fn = eann.make_eann_energy_fn(species, model.cutoff_angstrom)
+    return match_scale(params, energy_fn, data.subset(sample), pairs[sample], sigma_f)
 
 
 def train(data: Dataset, model: ModelSettings, settings: TrainingSettings, seed: int = 0,
@@ -425,12 +530,8 @@ def train(data: Dataset, model: ModelSettings, settings: TrainingSettings, seed:
     e_mol = train_set.energies / data.n_molecules
     sigma_e = float(np.std(e_mol)) or 1.0
     sigma_f = float(np.sqrt(np.mean(np.square(train_set.forces))))
-    initpot = float(np.mean(train_set.energies)) / len(species)
-    params = eann.init_eann_params(jax.random.PRNGKey(seed), n_species=len(order), n_radial=model.n_radial,
-                                   hidden=model.hidden, cutoff_angstrom=model.cutoff_angstrom,
-                                   initpot=initpot, dtype=dtype)
+    params = init_params(train_set, species, model, dtype, seed, train_pairs, sigma_f)
     energy_fn = eann.make_eann_energy_fn(species, model.cutoff_angstrom)
-    params = match_scale(params, energy_fn, train_set.subset(slice(0, 8)), train_pairs[:8], sigma_f)
     predict = make_predict(energy_fn)
     batch_size = min(settings.batch_size, train_set.n_frames)
     steps_per_epoch = train_set.n_frames // batch_size
@@ -440,15 +541,16 @@ def train(data: Dataset, model: ModelSettings, settings: TrainingSettings, seed:
     optimizer = optax.adam(schedule)
 
     def loss_fn(p, batch):
-        se_e, se_f = squared_errors(predict, p, batch)
-        return (settings.energy_weight * se_e / (batch_size * sigma_e**2)
+        se_e, se_f, sum_de = squared_errors(predict, p, batch, centred=True)
+        loss = (settings.energy_weight * se_e / (batch_size * sigma_e**2)
                 + settings.force_weight * se_f / (n_comp_batch * sigma_f**2))
+        return loss, sum_de
 
     @jax.jit
     def step(p, opt_state, batch):
-        loss, grads = jax.value_and_grad(loss_fn)(p, batch)
+        (loss, sum_de), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, batch)
         updates, opt_state = optimizer.update(grads, opt_state, p)
-        return optax.apply_updates(p, updates), opt_state, loss
+        return optax.apply_updates(p, updates), opt_state, loss, sum_de
 
     def val_loss(metrics):
         return (settings.energy_weight * (metrics["energy_rmse_kJ_mol_per_molecule"] / sigma_e) ** 2
@@ -463,12 +565,16 @@ def train(data: Dataset, model: ModelSettings, settings: TrainingSettings, seed:
     try:
         for epoch in bar:
             perm = rng.permutation(train_set.n_frames)
-            losses = []
+            losses, sum_de = [], 0.0
             for b in range(steps_per_epoch):
                 idx = perm[b * batch_size:(b + 1) * batch_size]
-                params, opt_state, loss = step(params, opt_state,
-                                               _batch(train_set.subset(idx), train_pairs[idx], dtype))
+                params, opt_state, loss, de = step(params, opt_state,
+                                                   _batch(train_set.subset(idx), train_pairs[idx], dtype))
                 losses.append(float(loss))
+                sum_de += float(de)
+            # the offset follows the epoch's mean energy error (closed form, see module docstring)
+            shift = sum_de / (steps_per_epoch * batch_size * len(species))
+            params = {**params, "initpot": params["initpot"] - jnp.asarray(shift, params["initpot"].dtype)}
             metrics = evaluate(predict, params, val_set, val_pairs, dtype)
             record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val_loss(metrics),
                       "lr": float(schedule((epoch + 1) * steps_per_epoch)),
@@ -480,7 +586,7 @@ def train(data: Dataset, model: ModelSettings, settings: TrainingSettings, seed:
             bar.set_postfix(val_F_rmse=f"{metrics['force_rmse_kJ_mol_nm']:.1f}",
                             val_E_rmse=f"{metrics['energy_rmse_kJ_mol_per_molecule']:.3f}")
             if record["val_loss"] < best[0]:
-                best, since_best = (record["val_loss"], params, metrics), 0
+                best, since_best = (record["val_loss"], params, {"epoch": epoch + 1}), 0
             else:
                 since_best += 1
             out_of_time = settings.max_minutes and time.perf_counter() - t0 > 60 * settings.max_minutes
@@ -490,8 +596,10 @@ def train(data: Dataset, model: ModelSettings, settings: TrainingSettings, seed:
         bar.close()
         if log:
             log.close()
-    final = {k: np.asarray(v) for k, v in best[1].items()}
-    metrics = {**best[2], "train_frames": int(train_set.n_frames), "sigma_energy_per_molecule": sigma_e}
+    final = fit_offset(best[1], energy_fn, train_set, train_pairs)
+    metrics = {**evaluate(predict, final, val_set, val_pairs, dtype), "train_frames": int(train_set.n_frames),
+               "sigma_energy_per_molecule": sigma_e, "best_epoch": best[2].get("epoch", 0)}
+    final = {k: np.asarray(v) for k, v in final.items()}
     return TrainResult(final, metrics, history, time.perf_counter() - t0)
 
 
