@@ -1,12 +1,22 @@
-"""Shared fixtures: locations of ../shared/data and small systems."""
+"""Shared fixtures: locations of ../shared/data and small systems.
 
+JAX's persistent compilation cache is switched on for the run (and, through the environment, for the
+notebook kernels and `panel serve` subprocesses the tests start), in ``.pytest_cache/jax``: many
+tests compile the same MD steps and gradients, and reusing them changes no number, only wall time.
+"""
+
+import os
 from pathlib import Path
 
-import numpy as np
-import pytest
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1")
 
-import workbench  # noqa: F401  (enables float64 in JAX before any test builds arrays)
-from workbench.system import System
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import workbench  # noqa: E402, F401  (enables float64 in JAX before any test builds arrays)
+from workbench.system import System  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -114,7 +114,7 @@ def test_trainer_events_feed_plots_table_progress_and_log(inputs, tmp_path):
     assert state.spectrum.data["bands"] == {"bend": (1600, 3000)}
     state._on_rollback({"iteration": 3, "reason": "temperature 700 K", "restored_iteration": 2,
                         "lr_factor": 0.5, "attempt": 1})
-    assert "rollback at iteration 3: temperature 700 K" in state.log
+    assert "rollback at iteration 3: temperature 700 K" in state.event_log
     with pytest.raises(ValueError, match="no refinement run"):
         state.model_bytes()
 

@@ -177,7 +177,7 @@ class Dashboard:
             downloads,
             pn.pane.Markdown("**Event log**"),
             pn.pane.Str(
-                r.param.log,
+                r.param.event_log,
                 styles={"max-height": "240px", "overflow-y": "auto", "font-size": "11px"},
                 sizing_mode="stretch_width",
                 css_classes=["refine-log"],

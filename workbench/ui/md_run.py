@@ -78,7 +78,7 @@ class MDRunState(param.Parameterized):
                 self.trace.send(pd.DataFrame({c: event[c] for c in TRACE_COLUMNS}))
             elif kind == "progress":
                 self.progress = event["percent"]
-            elif kind == "status":
+            elif kind in ("status", "queued"):
                 self.status = event["message"]
             elif kind in ("finished", "stopped"):
                 self.running = False

@@ -48,37 +48,35 @@ def spectrum_view(data: dict):
     labels = hv.Labels([(p, h, n) for n, (p, h) in bands.items()], ["wavenumber", "n_alpha"], "band").opts(
         text_font_size="9pt", yoffset=600, text_color="black")
     return hv.Overlay([*layers, *curves, points, labels]).opts(
-        hv.opts.Curve(xlabel="wavenumber (cm⁻¹)", ylabel="n·α (cm⁻¹)", tools=["hover"]),
+        hv.opts.Curve(xlabel="wavenumber (cm⁻¹)", ylabel="n·α (cm⁻¹)", tools=["hover"], framewise=True),
         hv.opts.Overlay(legend_position="top_left", responsive=True, height=340, xlim=(0, 4200),
-                        title="IR spectrum: simulated vs experiment"))
+                        framewise=True, title="IR spectrum: simulated vs experiment"))
 
 
 def spectrum_plot(pipe: hv.streams.Pipe) -> hv.DynamicMap:
     return hv.DynamicMap(spectrum_view, streams=[pipe])
 
 
+def _history_view(data: pd.DataFrame, prefix: str, label: str, title: str, key: str):
+    """One curve per column other than ``iteration`` against the iteration, log axis; the columns are
+    plotted as ``<prefix><name>`` so each plot's data sources have their own names."""
+    data = data.rename(columns={c: f"{prefix}{c}" for c in data.columns if c != "iteration"})
+    names = [c[len(prefix):] for c in data.columns if c != "iteration"]
+    curves = {n: hv.Curve(data, "iteration", (f"{prefix}{n}", label), label=n) for n in names}
+    return hv.NdOverlay(curves, kdims=key).opts(
+        hv.opts.Curve(logy=True, ylabel=label, xlabel="iteration", line_width=2, framewise=True,
+                      tools=["hover"]),
+        hv.opts.NdOverlay(responsive=True, height=260, title=title, legend_position="top_right"))
+
+
 def grad_norm_view(data: pd.DataFrame):
-    """‖g‖ per iteration on a log axis: one curve per column other than ``iteration`` (total and each
-    parameter group; plotted as columns ``gradnorm_<name>``)."""
-    data = data.rename(columns={c: f"gradnorm_{c}" for c in data.columns if c != "iteration"})
-    curves = {c[9:]: hv.Curve(data, "iteration", (c, "gradient norm"), label=c[9:]).opts(tools=["hover"])
-              for c in data.columns if c != "iteration"}
-    overlay = hv.NdOverlay(curves, kdims="group") if curves else hv.NdOverlay(
-        {"total": hv.Curve([], "iteration", ("gradnorm_total", "gradient norm"))}, kdims="group")
-    return overlay.opts(hv.opts.Curve(logy=True, ylabel="gradient norm", xlabel="iteration", line_width=2),
-                        hv.opts.NdOverlay(responsive=True, height=260, title="Gradient norm",
-                                          legend_position="top_right"))
+    """‖g‖ per iteration: total and each parameter group (columns ``gradnorm_<name>``)."""
+    return _history_view(data, "gradnorm_", "gradient norm", "Gradient norm", "group")
 
 
 def loss_view(data: pd.DataFrame):
-    """Each loss term and the total per iteration (log axis)."""
-    curves = {c: hv.Curve(data, "iteration", (c, "loss"), label=c).opts(tools=["hover"])
-              for c in data.columns if c != "iteration"}
-    overlay = hv.NdOverlay(curves, kdims="term") if curves else hv.NdOverlay(
-        {"total": hv.Curve([], "iteration", "loss")}, kdims="term")
-    return overlay.opts(hv.opts.Curve(logy=True, ylabel="loss", xlabel="iteration", line_width=2),
-                        hv.opts.NdOverlay(responsive=True, height=260, title="Loss terms",
-                                          legend_position="top_right"))
+    """Each loss term and the total per iteration (columns ``loss_<term>``)."""
+    return _history_view(data, "loss_", "loss", "Loss terms", "term")
 
 
 def table_plot(pipe: hv.streams.Pipe, view) -> hv.DynamicMap:
@@ -89,12 +87,14 @@ def truncation_view(data: dict):
     """Gradient norm against window length τ (fs) on a log axis, the suggested τ as a dashed line."""
     tau, norm = data.get("tau_fs", []), data.get("grad_norm", [])
     curve = hv.Curve((tau, norm), "tau_fs", "grad_norm", label="‖dC(τ)/dθ‖").opts(
-        logy=True, xlabel="window length τ (fs)", ylabel="gradient norm", line_width=2, tools=["hover"])
+        logy=True, xlabel="window length τ (fs)", ylabel="gradient norm", line_width=2, tools=["hover"],
+        framewise=True)
     layers = [curve, hv.Scatter((tau, norm), "tau_fs", "grad_norm").opts(size=7, logy=True)]
     if data.get("suggested_fs"):
         layers.append(hv.VLine(data["suggested_fs"], label="suggested").opts(color=SIM_COLOR,
                                                                              line_dash="dashed"))
-    return hv.Overlay(layers).opts(responsive=True, height=300, title="Gradient health: norm vs truncation")
+    return hv.Overlay(layers).opts(responsive=True, height=300, framewise=True,
+                                   title="Gradient health: norm vs truncation")
 
 
 def trace_frame(columns) -> pd.DataFrame:

@@ -58,7 +58,7 @@ class RefineRunState(param.Parameterized):
     running = param.Boolean(False)
     can_resume = param.Boolean(False)
     has_results = param.Boolean(False)
-    log = param.String("")
+    event_log = param.String("")
     bands = param.DataFrame(pd.DataFrame())
 
     def __init__(self, inputs: InputsState, runs_root, **params):
@@ -156,7 +156,7 @@ class RefineRunState(param.Parameterized):
         self._total, self._last_spectrum, self.has_results = total, None, False
         self.grad_norms.send(trace_frame(["total"]))
         self.losses.send(trace_frame(["total"]))
-        self.bands, self.progress, self.log = pd.DataFrame(), 0, ""
+        self.bands, self.progress, self.event_log = pd.DataFrame(), 0, ""
 
     def _launch(self, job, message: str) -> None:
         self.running, self.can_resume = True, False
@@ -257,7 +257,7 @@ class RefineRunState(param.Parameterized):
 
     def _append_log(self, line: str) -> None:
         self._log = (self._log + [f"{time.strftime('%H:%M:%S')}  {line}"])[-LOG_LINES:]
-        self.log = "\n".join(self._log)
+        self.event_log = "\n".join(self._log)
 
     # -- export ---------------------------------------------------------------------------------
     def model_bytes(self) -> io.BytesIO:
