@@ -132,6 +132,7 @@ BENCHMARKS = {
     "twin": "workbench.bench_twin:run",
     "pretrained": "workbench.bench_pretrained:run",
     "ui": "workbench.bench_ui:run",
+    "dipole": "workbench.bench_dipole:run",
 }
 
 

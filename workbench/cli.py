@@ -241,9 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["default", "paper", "benchmark", "interactive", "quick"],
                    default="default",
                    help="protocol lengths (see below; default: %(default)s)")
-    p.add_argument("--dipole", choices=["charge-flux", "qtip4pf"], default="charge-flux",
-                   help="dipole model: q-TIP4P/F charges with charge flux fitted to the experimental band "
-                        "heights (default), or the fixed q-TIP4P/F charges")
+    p.add_argument("--dipole", default="charge-flux", metavar="NAME|FILE",
+                   help="dipole model: 'charge-flux' (q-TIP4P/F charges with charge flux fitted to the "
+                        "experimental band heights; default), 'qtip4pf' (the fixed charges), or a DeePMD "
+                        "DeepDipole .npz file (Wannier centroids; box edges > 1.2 nm)")
     p.add_argument("--exp", metavar="FILE",
                    help="experimental spectrum to overlay (table or JCAMP-DX, as n·α; default: the shipped "
                         "Bertie & Lan 1996 water spectrum)")

@@ -296,8 +296,9 @@ def _mdot_functions(dipoles: Mapping[str, DipoleModel], box, molecules):
     compiled = {}
     for model in dipoles.values():
         if model.dipole_fn not in compiled:
-            fn = model.dipole_fn
-            compiled[fn] = jax.jit(lambda p, x, v, fn=fn: dipole_trajectory(fn, p, x, v, box, molecules)[1])
+            fn, batch = model.dipole_fn, model.metadata.get("trajectory_batch_size")
+            compiled[fn] = jax.jit(lambda p, x, v, fn=fn, batch=batch: dipole_trajectory(
+                fn, p, x, v, box, molecules, batch_size=batch)[1])
     return {name: compiled[m.dipole_fn] for name, m in dipoles.items()}
 
 
@@ -493,10 +494,16 @@ def write_spectrum_png(path, grid, values, label: str, bands: Mapping[str, dict]
 
 
 def dipole_model(name: str) -> DipoleModel:
-    """The dipole model called ``name`` in ``DIPOLE_MODELS``."""
-    if name not in DIPOLE_MODELS:
-        raise ProtocolError(f"unknown dipole model {name!r}; choose one of {', '.join(DIPOLE_MODELS)}")
-    return DIPOLE_MODELS[name]()
+    """The dipole model called ``name`` in ``DIPOLE_MODELS``, or a DeePMD DeepDipole model file (.npz:
+    the graph-name layout or the project's own, ``observables.deepmd_dipole``)."""
+    if name in DIPOLE_MODELS:
+        return DIPOLE_MODELS[name]()
+    if Path(name).is_file():
+        from workbench.observables.deepmd_dipole import deepmd_dipole_model
+
+        return deepmd_dipole_model(name)
+    raise ProtocolError(f"unknown dipole model {name!r}: choose one of {', '.join(DIPOLE_MODELS)} or give "
+                        f"the path of a DeePMD DeepDipole .npz file")
 
 
 def spectrum_grid() -> np.ndarray:
