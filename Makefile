@@ -25,8 +25,9 @@ serve: install
 lint: install
 	$(BIN)/ruff check workbench tests scripts app.py
 
+# two workers: most test time is single-threaded XLA compilation, which one worker alone leaves idle
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --durations=25
 
 bench-quick: install
 	for b in md; do $(BIN)/workbench bench $$b --quick; done
