@@ -27,6 +27,17 @@ def environment() -> dict:
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}
 
 
+def best_time(fn, args, repeats: int) -> float:
+    """Best wall time of ``repeats`` calls after one warm-up call (compilation)."""
+    jax.block_until_ready(fn(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def _cores() -> int:
     import os
 

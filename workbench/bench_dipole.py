@@ -44,21 +44,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from workbench.bench import best_time
 from workbench.errors import UserInputError
 
 TEMPERATURE_K = 298.15
 DT_PS = 0.0005
 QUICK_STEPS = 10
-
-
-def _best_ms(fn, args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
-    return 1e3 * best
 
 
 def _dipole_file():
@@ -86,9 +77,9 @@ def _cost(system, potential, dipole, velocities, precision: str, repeats: int) -
     forward = jax.jit(lambda p, y: dipole.dipole_fn(p, y, box, mol))
     jvp = jax.jit(lambda p, y, w: dipole_and_derivative(dipole.dipole_fn, p, y, w, box, mol))
     forces = jax.jit(lambda p, y: -jax.grad(potential.energy_fn, argnums=1)(p, y, box, pairs))
-    out = {"dipole_forward_ms": _best_ms(forward, (dparams, x), repeats),
-           "mdot_jvp_ms": _best_ms(jvp, (dparams, x, v), repeats),
-           "eann_forces_ms": _best_ms(forces, (eparams, x), repeats)}
+    out = {"dipole_forward_ms": 1e3 * best_time(forward, (dparams, x), repeats),
+           "mdot_jvp_ms": 1e3 * best_time(jvp, (dparams, x, v), repeats),
+           "eann_forces_ms": 1e3 * best_time(forces, (eparams, x), repeats)}
     out["dipole_forward_over_eann"] = out["dipole_forward_ms"] / out["eann_forces_ms"]
     out["mdot_jvp_over_eann"] = out["mdot_jvp_ms"] / out["eann_forces_ms"]
     return out

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from workbench.bench import best_time
 from workbench.grad import (
     TrajectoryLoss,
     VerletDynamics,
@@ -67,17 +68,6 @@ def _memory(objective: TrajectoryLoss, args) -> dict:
     stats = objective.loss_and_grad.lower(*args).compile().memory_analysis()
     fields = ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes")
     return {"peak_bytes": _peak_bytes(stats), **{f: int(getattr(stats, f)) for f in fields}}
-
-
-def _best_time(fn, args, repeats: int) -> float:
-    """Best wall time of ``repeats`` calls after one warm-up call (compilation)."""
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,10 +161,10 @@ def run(quick: bool = False) -> dict:
     # direct AD stores every step (≈ 4 GB per 64-water window): one window at a time in the full run
     direct = TrajectoryLoss(dyn, n_short, obs, loss, "direct", batch_size=None if quick else 1)
     res_adj = adjoint.loss_and_grad(*args)
-    t_grad = _best_time(adjoint.loss_and_grad, args, repeats)
-    t_fwd = _best_time(adjoint.loss, args, repeats)
+    t_grad = best_time(adjoint.loss_and_grad, args, repeats)
+    t_fwd = best_time(adjoint.loss, args, repeats)
     res_dir = direct.loss_and_grad(*args)  # also the warm-up of the single timed call below
-    t_direct = _best_time(direct.loss_and_grad, args, 1)
+    t_direct = best_time(direct.loss_and_grad, args, 1)
 
     def loss_long(obs_windows):  # the 10× longer windows: same loss on their first n_short + 1 rows
         return loss(obs_windows[:, : n_short + 1])

@@ -78,8 +78,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -313,18 +311,10 @@ def save_deepdipole(path, model: DeepDipole, metadata: Mapping | None = None) ->
     card = _metadata(model.config, params, {**model.metadata, **(metadata or {})})
     card.pop("source", None)
     card.setdefault("created", datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
-    arrays = dict(params)
-    arrays[METADATA_KEY] = np.array(json.dumps(card, indent=1, sort_keys=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    from workbench.potentials.model_io import write_npz_atomic
+
+    text = json.dumps(card, indent=1, sort_keys=True)
+    return write_npz_atomic(path, {**params, METADATA_KEY: np.array(text)})
 
 
 # ----------------------------------------------------------------------------------------------

@@ -247,8 +247,12 @@ def save_model(path, model, metadata: Mapping | None = None) -> Path:
         text = json.dumps(meta, indent=1, sort_keys=True)
     except TypeError as err:
         raise ValueError(f"metadata must be JSON-serialisable: {err}") from err
-    arrays = dict(params)
-    arrays[METADATA_KEY] = np.array(text)
+    return write_npz_atomic(path, {**params, METADATA_KEY: np.array(text)})
+
+
+def write_npz_atomic(path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write ``arrays`` as an npz file that appears whole or not at all (temporary file + rename)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
