@@ -170,3 +170,26 @@ def test_gradient_scan_reports_norms_and_a_suggested_truncation(inputs):
     assert data["tau_fs"] == pytest.approx([2.5, 5.0])
     assert all(np.isfinite(g) and g > 0 for g in data["grad_norm"])
     assert state.suggested_fs in data["tau_fs"]
+
+
+def test_rdf_target_and_reference_frames_feed_their_loss_terms(inputs, tmp_path):
+    state = RefineRunState(inputs, tmp_path / "runs", rdf_weight=0.5)
+    with pytest.raises(ValueError, match="loss.rdf.target"):  # a weight without a target: refused
+        state.config()
+    assert not inputs.upload_reference("rdf", "g.csv", b"r,g\n0.1,abc\n")
+    assert "not loaded as RDF target" in inputs.reference_message
+    r = np.linspace(0.0, 0.62, 63)
+    table = "\n".join(f"{x} {1.0 + np.exp(-((x - 0.28) / 0.03) ** 2)}" for x in r)
+    assert inputs.upload_reference("rdf", "g_oo.txt", table.encode())
+    cfg = state.config()
+    assert cfg.loss.rdf.weight == 0.5 and cfg.loss.rdf.target.endswith("g_oo.txt")
+    # force-matching frames must fit the system's atoms
+    frames = tmp_path / "bad.npz"
+    np.savez(frames, positions=np.zeros((2, 3, 3)), forces=np.zeros((2, 3, 3)), energies=np.zeros(2))
+    assert not inputs.upload_reference("forces", "bad.npz", frames.read_bytes())
+    assert "do not fit the system's 192 atoms" in inputs.reference_message
+    x = np.stack([inputs.system.positions] * 2)
+    np.savez(frames, positions=x, forces=np.zeros_like(x), energies=np.zeros(2))
+    assert inputs.upload_reference("forces", "good.npz", frames.read_bytes())
+    state.force_matching_weight = 1.0
+    assert state.config().loss.force_matching.data.endswith("good.npz")

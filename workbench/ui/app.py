@@ -39,8 +39,10 @@ def server_status(collect: bool = False) -> str:
     """One line on the whole server: live sessions (dashboards not yet garbage) and running jobs."""
     if collect:
         gc.collect()
-    return (f"server: {len(_DASHBOARDS)} live session(s), {running_jobs()} job(s) running "
-            f"(at most {MAX_CONCURRENT_JOBS} compute at once)")
+    return (
+        f"server: {len(_DASHBOARDS)} live session(s), {running_jobs()} job(s) running "
+        f"(at most {MAX_CONCURRENT_JOBS} compute at once)"
+    )
 
 
 def runs_root() -> Path:
@@ -60,8 +62,9 @@ class Dashboard:
         self.health = GradientHealthState(self.inputs)
         self.md = MDRunState()
         self.states = (self.spectrum, self.refine, self.health, self.md)
-        self.server_line = pn.pane.Markdown(server_status(), css_classes=["server-status"],
-                                            sizing_mode="stretch_width")
+        self.server_line = pn.pane.Markdown(
+            server_status(), css_classes=["server-status"], sizing_mode="stretch_width"
+        )
         _DASHBOARDS.add(self)
 
     def poll(self) -> None:
@@ -111,11 +114,28 @@ class Dashboard:
                 visible=inputs.param.experiment_message.rx.bool(),
             ),
             shipped,
+            _md("### Optional refinement data"),
+            _md("RDF target (columns r in nm, g) and force-matching frames (npz or extxyz with forces):"),
+            self._reference_upload("rdf", ".csv,.txt,.dat"),
+            self._reference_upload("forces", ".npz,.extxyz,.xyz,.traj,.db"),
+            _alert(
+                inputs.param.reference_message,
+                alert_type="info",
+                visible=inputs.param.reference_message.rx.bool(),
+            ),
             _md("### System"),
             _md(_system_text(inputs.system)),
             pn.widgets.FloatInput.from_param(inputs.param.temperature, name="temperature (K)"),
             self.server_line,
         ]
+
+    def _reference_upload(self, kind: str, accept: str) -> pn.widgets.FileInput:
+        upload = pn.widgets.FileInput(
+            accept=accept, name="RDF target" if kind == "rdf" else "reference frames"
+        )
+        inputs = self.inputs
+        upload.param.watch(lambda e: e.new and inputs.upload_reference(kind, upload.filename, e.new), "value")
+        return upload
 
     def spectrum_tab(self):
         s = self.spectrum
@@ -137,11 +157,21 @@ class Dashboard:
 
     def refine_tab(self):
         r = self.refine
-        numeric = {"iterations": pn.widgets.IntInput, "n_windows": pn.widgets.IntInput,
-                   "truncation_fs": pn.widgets.FloatInput, "diffusion_target": pn.widgets.FloatInput}
-        controls = pn.Param(r, parameters=list(_CONTROL_LABELS), show_name=False, widgets={
-            name: {"name": label, **({"type": numeric[name]} if name in numeric else {})}
-            for name, label in _CONTROL_LABELS.items()})
+        numeric = {
+            "iterations": pn.widgets.IntInput,
+            "n_windows": pn.widgets.IntInput,
+            "truncation_fs": pn.widgets.FloatInput,
+            "diffusion_target": pn.widgets.FloatInput,
+        }
+        controls = pn.Param(
+            r,
+            parameters=list(_CONTROL_LABELS),
+            show_name=False,
+            widgets={
+                name: {"name": label, **({"type": numeric[name]} if name in numeric else {})}
+                for name, label in _CONTROL_LABELS.items()
+            },
+        )
         preset = _button("Quick CPU demo", "light", r.quick_demo_preset)
         launch = _button("Launch refinement", "primary", r.start, disabled=r.param.running)
         stop = _button("Stop", "warning", r.stop, disabled=r.param.running.rx.not_())
@@ -257,6 +287,8 @@ _CONTROL_LABELS = {
     "weight_above_1000": "weight: 1000–4000 cm⁻¹",
     "diffusion_weight": "weight: diffusion",
     "diffusion_target": "target D (1e-9 m²/s)",
+    "rdf_weight": "weight: O–O RDF",
+    "force_matching_weight": "weight: force matching",
     "l2_weight": "weight: L2 regulariser",
     "learning_rate": "learning rate (potential)",
     "train_dipole": "train the dipole model",

@@ -39,6 +39,7 @@ class InputsState(param.Parameterized):
     model_card = param.String("")
     experiment_name = param.String(SHIPPED_EXPERIMENT)
     experiment_message = param.String("")
+    reference_message = param.String("", doc="outcome of the last RDF-target / reference-frames upload")
     temperature = param.Number(298.15, bounds=(250.0, 370.0), doc="K")
     revision = param.Integer(0, doc="incremented whenever the experimental spectrum changes")
 
@@ -49,17 +50,24 @@ class InputsState(param.Parameterized):
         self.experiment: Spectrum = reference_water_ir().to_n_alpha()
         self.experiment_path: Path | None = None  # None: the shipped spectrum
         self._uploaded_model: Path | None = None
+        self.rdf_target: Path | None = None  # two columns r (nm), g(r): the RDF loss's target
+        self.reference_frames: Path | None = None  # frames with energies and forces: force matching
         self._update_card()
+
+    def _save(self, filename: str, data: bytes) -> Path:
+        """Write an uploaded file into the session's ``uploads`` folder under a sanitised name."""
+        path = self.workdir / "uploads" / _safe_name(filename)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
 
     # -- model --------------------------------------------------------------------------------
     def upload_model(self, filename: str, data: bytes) -> bool:
         """Accept a model file (own npz format, DMFF npz, or a DMFF pickle when trusted)."""
         from workbench.potentials.model_io import load_model, save_model
 
-        name = _safe_name(filename)
-        path = self.workdir / "uploads" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        path = self._save(filename, data)
+        name = path.name
         try:
             if path.suffix.lower() in PICKLE_SUFFIXES and not self.trust_pickles:
                 raise UserInputError(f"{name} is a pickle, which can run code when read: tick "
@@ -95,10 +103,8 @@ class InputsState(param.Parameterized):
     # -- experiment ---------------------------------------------------------------------------
     def upload_spectrum(self, filename: str, data: bytes) -> bool:
         """Accept a CSV/TSV/JCAMP-DX spectrum convertible to n·α; on error keep the current one."""
-        name = _safe_name(filename)
-        path = self.workdir / "uploads" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        path = self._save(filename, data)
+        name = path.name
         try:
             spectrum = read_spectrum(path).to_n_alpha()
         except (UserInputError, ValueError, UnicodeDecodeError) as err:
@@ -115,6 +121,27 @@ class InputsState(param.Parameterized):
         self.experiment, self.experiment_path = reference_water_ir().to_n_alpha(), None
         self.experiment_name, self.experiment_message = SHIPPED_EXPERIMENT, ""
         self.revision += 1
+
+    # -- RDF target and force-matching frames ----------------------------------------------------
+    def upload_reference(self, kind: str, filename: str, data: bytes) -> bool:
+        """Accept an RDF target (``kind="rdf"``: columns r in nm, g) or force-matching frames
+        (``kind="forces"``: .npz in nm/kJ/mol or any ase-readable file with energies and forces),
+        checked by the same readers the refinement uses; on error keep the current file."""
+        from workbench.refine.presets import quick_demo
+        from workbench.refine.problem import rdf_target, reference_data
+
+        path = self._save(filename, data)
+        what, key, reader = {"rdf": ("RDF target", "loss.rdf", rdf_target),
+                             "forces": ("reference frames", "loss.force_matching", reference_data)}[kind]
+        field = "target" if kind == "rdf" else "data"
+        try:
+            reader(quick_demo(**{f"{key}.weight": 1.0, f"{key}.{field}": str(path)}), self.system)
+        except (UserInputError, ValueError) as err:
+            self.reference_message = f"{path.name} not loaded as {what}: {err}"
+            return False
+        setattr(self, "rdf_target" if kind == "rdf" else "reference_frames", path)
+        self.reference_message = f"loaded {path.name} as {what}"
+        return True
 
     @property
     def ir_target(self) -> str:

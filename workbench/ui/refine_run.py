@@ -46,6 +46,9 @@ class RefineRunState(param.Parameterized):
     weight_above_1000 = param.Number(1.0, bounds=(0.0, None), doc="IR range 1000–4000 cm⁻¹")
     diffusion_weight = param.Number(0.0, bounds=(0.0, None))
     diffusion_target = param.Number(2.30, bounds=(0.01, 100.0), doc="target D (1e-9 m²/s)")
+    rdf_weight = param.Number(0.0, bounds=(0.0, None), doc="O–O g(r) by reweighting (needs an RDF target)")
+    force_matching_weight = param.Number(0.0, bounds=(0.0, None),
+                                         doc="force-matching regulariser (needs reference frames)")
     l2_weight = param.Number(_DEMO["loss"]["l2"]["weight"], bounds=(0.0, None),
                              doc="L2 regulariser on the parameter change")
     learning_rate = param.Number(_DEMO["train"]["potential"]["lr"], bounds=(0.0, None),
@@ -116,6 +119,10 @@ class RefineRunState(param.Parameterized):
             "loss.ir.range_weights": [self.weight_below_1000, self.weight_above_1000],
             "loss.diffusion.weight": self.diffusion_weight,
             "loss.diffusion.target_nm2_per_ps": self.diffusion_target * 1e-9 * 1e6,
+            "loss.rdf.weight": self.rdf_weight,
+            "loss.rdf.target": str(self.inputs.rdf_target or ""),
+            "loss.force_matching.weight": self.force_matching_weight,
+            "loss.force_matching.data": str(self.inputs.reference_frames or ""),
             "loss.l2.weight": self.l2_weight,
             "train.potential": group,
             "train.dipole.enabled": self.train_dipole, "train.dipole.lr": self.dipole_learning_rate,
@@ -306,7 +313,8 @@ class RefineRunState(param.Parameterized):
 
 #: The user controls (reset by the quick-demo preset; passed to ``config``).
 _CONTROLS = ("iterations", "truncation_fs", "n_windows", "estimator", "precision", "ir_mode", "ir_weight",
-             "weight_below_1000", "weight_above_1000", "diffusion_weight", "diffusion_target", "l2_weight",
+             "weight_below_1000", "weight_above_1000", "diffusion_weight", "diffusion_target", "rdf_weight",
+             "force_matching_weight", "l2_weight",
              "learning_rate", "train_dipole", "dipole_learning_rate")
 
 
