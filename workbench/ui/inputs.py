@@ -76,7 +76,7 @@ class InputsState(param.Parameterized):
             model.potential(self.system)  # the species and cutoff must suit the water box
             if path.suffix.lower() != ".npz":
                 path = save_model(path.with_suffix(".npz"), model, {"provenance": f"uploaded {name}"})
-        except UserInputError as err:
+        except Exception as err:  # any unreadable upload: its reason, never a traceback
             self.model_message = f"model not loaded: {err}"
             return False
         self._uploaded_model = path
@@ -107,7 +107,7 @@ class InputsState(param.Parameterized):
         name = path.name
         try:
             spectrum = read_spectrum(path).to_n_alpha()
-        except (UserInputError, ValueError, UnicodeDecodeError) as err:
+        except Exception as err:  # any unreadable upload: its reason, never a traceback
             self.experiment_message = f"{name} not loaded (kept {self.experiment_name}): {err}"
             return False
         self.experiment, self.experiment_path = spectrum, path
@@ -136,7 +136,7 @@ class InputsState(param.Parameterized):
         field = "target" if kind == "rdf" else "data"
         try:
             reader(quick_demo(**{f"{key}.weight": 1.0, f"{key}.{field}": str(path)}), self.system)
-        except (UserInputError, ValueError) as err:
+        except Exception as err:  # any unreadable upload: its reason, never a traceback
             self.reference_message = f"{path.name} not loaded as {what}: {err}"
             return False
         setattr(self, "rdf_target" if kind == "rdf" else "reference_frames", path)
