@@ -91,6 +91,11 @@ def test_controls_become_a_config_that_round_trips_through_toml(inputs, tmp_path
     state.quick_demo_preset()
     assert state.truncation_fs == 100.0 and state.n_windows == 1 and state.train_dipole
     assert state.config().loss.ir.range_weights == [10.0, 1.0]
+    # the shipped MLP: every network weight, absolute steps with a learning rate for weights
+    inputs.model = "eann-water"
+    cfg = state.config()
+    assert state.learning_rate == 1e-4 and cfg.train.potential.params == ["*"]
+    assert cfg.train.potential.parameterisation == "absolute"
 
 
 def test_trainer_events_feed_plots_table_progress_and_log(inputs, tmp_path):

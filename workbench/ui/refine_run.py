@@ -82,6 +82,7 @@ class RefineRunState(param.Parameterized):
         self._total = self.iterations
         self._log: list[str] = []
         self.inputs.param.watch(lambda _e: self.preview(), ["revision"])
+        self.inputs.param.watch(lambda _e: self._model_changed(), ["model"])
         self.param.watch(lambda _e: self.preview(), ["weight_below_1000", "weight_above_1000"])
         self.preview()
 
@@ -97,12 +98,16 @@ class RefineRunState(param.Parameterized):
             pass
         self._send_spectrum()
 
+    def _model_changed(self) -> None:
+        """A new model brings its own learning-rate scale (force-field factors vs network weights)."""
+        self.learning_rate = potential_group(self.inputs.model_spec)["lr"]
+
     # -- configuration -------------------------------------------------------------------------
     def quick_demo_preset(self) -> None:
         """Reset every control to the quick CPU demo."""
         for name in _CONTROLS:
             setattr(self, name, self.param[name].default)
-        self.learning_rate = potential_group(self.inputs.model_spec)["lr"]
+        self._model_changed()
 
     def config(self):
         """The ``RefineConfig`` the controls describe (validated; ``ConfigError`` on a bad value)."""
