@@ -4,21 +4,14 @@ import time
 
 import pytest
 
+from workbench.ui.jobs import wait_until_done
 from workbench.ui.md_run import MDRunState
-
-
-def _wait(state, timeout=240):
-    t0 = time.time()
-    while state.running and time.time() - t0 < timeout:
-        time.sleep(0.2)
-        state.poll()
-    state.poll()
 
 
 def test_md_run_streams_frames_and_finishes():
     state = MDRunState(time_ps=0.1, ensemble="nve")
     state.start()
-    _wait(state)
+    wait_until_done(state, 240)
     data = state.trace.data
     assert state.status.startswith("finished"), state.status
     assert state.progress == 100
@@ -35,12 +28,12 @@ def test_md_run_stop_and_error_are_reported():
     state.start()
     time.sleep(1.0)
     state.stop()
-    _wait(state)
+    wait_until_done(state, 240)
     assert state.status.startswith("stopped"), state.status
     assert len(state.trace.data) < 500
 
     state.system = state.system.replace(box=state.system.box * 0.5)  # cutoff > half box: refused
     state.start()
-    _wait(state)
+    wait_until_done(state, 240)
     assert state.status.startswith("error: "), state.status
     assert "\n" not in state.status

@@ -14,20 +14,13 @@ from workbench.refine import load_config
 from workbench.ui import jobs
 from workbench.ui.health import GradientHealthState
 from workbench.ui.inputs import SHIPPED_EXPERIMENT, UPLOADED_MODEL, InputsState
+from workbench.ui.jobs import wait_until_done
 from workbench.ui.refine_run import RefineRunState
 
 
 @pytest.fixture
 def inputs(tmp_path):
     return InputsState(tmp_path)
-
-
-def _wait(state, timeout=300):
-    t0 = time.time()
-    while state.running and time.time() - t0 < timeout:
-        time.sleep(0.1)
-        state.poll()
-    state.poll()
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -169,7 +162,7 @@ def test_progress_callback_stops_a_job():
 def test_gradient_scan_reports_norms_and_a_suggested_truncation(inputs):
     state = GradientHealthState(inputs, taus_fs=[2.5, 5.0])
     state.start()
-    _wait(state, timeout=600)
+    wait_until_done(state, 600)
     data = state.scan.data
     assert state.status.startswith("suggested truncation"), state.status
     assert data["tau_fs"] == pytest.approx([2.5, 5.0])

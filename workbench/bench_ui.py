@@ -19,16 +19,9 @@ import time
 from pathlib import Path
 
 
-def _wait(state, timeout_s: float = 1800.0) -> None:
-    t0 = time.perf_counter()
-    while state.running and time.perf_counter() - t0 < timeout_s:
-        time.sleep(0.1)
-        state.poll()
-    state.poll()
-
-
 def run(quick: bool) -> dict:
     from workbench.ui.inputs import InputsState
+    from workbench.ui.jobs import wait_until_done
     from workbench.ui.refine_run import RefineRunState
     from workbench.ui.spectrum import SpectrumState
 
@@ -37,7 +30,7 @@ def run(quick: bool) -> dict:
     spectrum = SpectrumState(inputs)
     t0 = time.perf_counter()
     spectrum.start()
-    _wait(spectrum)
+    wait_until_done(spectrum, 1800.0)
     first_spectrum_s = time.perf_counter() - t0
     if spectrum.result is None:
         raise RuntimeError(f"the spectrum did not finish: {spectrum.status}")
@@ -45,7 +38,7 @@ def run(quick: bool) -> dict:
     refine = RefineRunState(inputs, workdir / "refine", iterations=2 if quick else 5)
     t0 = time.perf_counter()
     refine.start()
-    _wait(refine)
+    wait_until_done(refine, 1800.0)
     total_s = time.perf_counter() - t0
     if not refine.status.startswith("finished"):
         raise RuntimeError(f"the refinement did not finish: {refine.status}")

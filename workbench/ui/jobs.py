@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 import traceback
 import weakref
 from collections.abc import Callable
@@ -110,3 +111,13 @@ class BackgroundJob:
                              "detail": traceback.format_exc()})
         else:
             self._queue.put({"kind": "stopped" if self._stop.is_set() else "finished"})
+
+
+def wait_until_done(state, timeout_s: float, poll_s: float = 0.1) -> None:
+    """Drive a dashboard state without a browser: call ``state.poll()`` (as the page's periodic
+    callback would) until ``state.running`` is False or ``timeout_s`` seconds have passed."""
+    t0 = time.perf_counter()
+    while state.running and time.perf_counter() - t0 < timeout_s:
+        time.sleep(poll_s)
+        state.poll()
+    state.poll()
