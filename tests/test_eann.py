@@ -9,7 +9,7 @@ import pytest
 
 import workbench  # noqa: F401  (enables x64)
 from workbench.potentials import eann
-from workbench.potentials.base import all_pairs
+from workbench.potentials.base import all_pairs, pairs_within
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MODEL_NPZ = DATA / "eann_water_dft_start.npz"
@@ -18,18 +18,6 @@ needs_data = pytest.mark.skipif(not (MODEL_NPZ.exists() and REFERENCE.exists()),
                                 reason=f"seed EANN model/reference not found in {DATA}")
 
 CAPACITY = 9500  # padded pair-list rows (as in the seed's timing script)
-
-
-def cutoff_pairs(coords_a, box_a, cutoff_a=6.0, capacity=CAPACITY):
-    """All pairs i < j within ``cutoff_a`` (minimum image), (2, capacity) padded with N."""
-    n = len(coords_a)
-    i, j = np.triu_indices(n, k=1)
-    dr = coords_a[j] - coords_a[i]
-    dr -= box_a * np.round(dr / box_a)
-    keep = np.linalg.norm(dr, axis=1) <= cutoff_a
-    pairs = np.full((2, capacity), n, dtype=np.int32)
-    pairs[:, :keep.sum()] = np.stack([i[keep], j[keep]])
-    return pairs
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +53,7 @@ def value_and_force(params, ref):
 
 def _frame(ref, k):
     box_a = np.diag(ref["box"])
-    return ref["coords"][k], box_a, cutoff_pairs(ref["coords"][k], box_a)
+    return ref["coords"][k], box_a, pairs_within(ref["coords"][k], box_a, 6.0, CAPACITY)
 
 
 @needs_data
@@ -136,9 +124,45 @@ def test_permutation_and_translation_invariance(value_and_force, ref):
     atoms = (3 * order[:, None] + np.arange(3)).ravel()
     assert np.array_equal(ref["species"][atoms], ref["species"])
     shifted = coords[atoms] + np.array([3.1, -7.2, 20.0])
-    e, f = value_and_force(shifted, box, cutoff_pairs(shifted, box), jnp.float64)
+    e, f = value_and_force(shifted, box, pairs_within(shifted, box, 6.0, CAPACITY), jnp.float64)
     assert abs(e - ref["energy_start"][1]) < 1e-6
     np.testing.assert_allclose(f, ref["forces_start"][1][atoms], atol=1e-8)
+
+
+@needs_data
+def test_pair_order_and_direction_do_not_matter(params, ref):
+    """The neighbour table is built by sorting, so a shuffled list with some pairs written j, i
+    (and padding rows in between) gives the same energy and forces as the ordered list."""
+    coords, box, pairs = _frame(ref, 0)
+    pot = eann.eann_potential(params, ref["species"])
+    vg = jax.jit(jax.value_and_grad(pot.energy_fn, argnums=1))
+    args = (jnp.asarray(coords / 10), jnp.asarray(box / 10))
+    e0, g0 = vg(pot.params, *args, jnp.asarray(pairs))
+    rng = np.random.default_rng(5)
+    shuffled = pairs[:, rng.permutation(pairs.shape[1])]
+    flip = rng.random(shuffled.shape[1]) < 0.5
+    shuffled[:, flip] = shuffled[::-1, flip]
+    e1, g1 = vg(pot.params, *args, jnp.asarray(shuffled))
+    assert abs(float(e1 - e0)) <= 1e-9 * abs(float(e0))
+    np.testing.assert_allclose(np.asarray(g1), np.asarray(g0), rtol=0, atol=1e-9)
+
+
+@needs_data
+def test_neighbour_table_capacity(params, ref):
+    """Water at 6 Å has at most ~105 neighbours per atom: the default table (136) holds them; a
+    table too small for them makes the energy NaN instead of silently dropping neighbours."""
+    coords, box, pairs = _frame(ref, 0)
+    x, b, p = jnp.asarray(coords / 10), jnp.asarray(box / 10), jnp.asarray(pairs)
+    degree = np.bincount(np.concatenate([pairs[0], pairs[1]]), minlength=len(coords) + 1)[:-1]
+    assert 80 < degree.max() <= eann.max_neighbors_default(len(coords), 6.0) == 136
+    exact = eann.eann_potential(params, ref["species"], metadata={"max_neighbors": int(degree.max())})
+    e = float(exact.energy_fn(exact.params, x, b, p))
+    assert abs(e - ref["energy_start"][0]) <= 1e-6 * abs(ref["energy_start"][0])
+    small = eann.eann_potential(params, ref["species"], metadata={"max_neighbors": int(degree.max()) - 1})
+    assert np.isnan(float(small.energy_fn(small.params, x, b, p)))
+    assert eann.max_neighbors_default(9, 6.0) == 8  # never more than N − 1
+    with pytest.raises(ValueError, match="max_neighbors"):
+        eann.make_eann_energy_fn(ref["species"], 6.0, 0)
 
 
 @needs_data
@@ -212,7 +236,7 @@ def test_features_are_rotation_invariant():
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     pairs = all_pairs(9)
     features = jax.jit(
-        lambda x: eann.density_features(eann.orbital_sums(params, x, box, pairs, species, 6.0)))
+        lambda x: eann.density_features(eann.orbital_sums(params, x, box, pairs, species, 6.0)[0]))
     s1, s2 = features(jnp.asarray(x)), features(jnp.asarray(x @ q.T))
     np.testing.assert_allclose(np.asarray(s1), np.asarray(s2), rtol=1e-10, atol=1e-12)
 

@@ -11,7 +11,7 @@ import pytest
 
 from workbench import system, units
 from workbench.potentials import ewald
-from workbench.potentials.base import all_pairs
+from workbench.potentials.base import all_pairs, pairs_within
 from workbench.potentials.qtip4pf import (
     DEFAULT_EWALD_TOLERANCE,
     QTIP4PFParams,
@@ -71,15 +71,6 @@ def whole_molecules(positions, box, molecules):
             d = pos[h] - pos[o]
             pos[h] = pos[o] + d - box * np.round(d / box)
     return pos
-
-
-def cutoff_pairs(positions, box, cutoff):
-    """All i<j atom pairs closer than ``cutoff`` (minimum image), (2, P) int32."""
-    i, j = np.triu_indices(len(positions), 1)
-    d = positions[j] - positions[i]
-    d -= box * np.round(d / box)
-    keep = np.linalg.norm(d, axis=1) < cutoff
-    return np.stack([i[keep], j[keep]]).astype(np.int32)
 
 
 def energy_and_forces(pot, positions, box, pairs=None):
@@ -217,7 +208,7 @@ def test_energy_independent_of_pair_list(water64, model):
     s = water64
     pot = model[0]
     e_all, _, f_all = evaluate(model, s.positions, s.box)
-    pairs = cutoff_pairs(s.positions, s.box, pot.cutoff)
+    pairs = pairs_within(s.positions, s.box, pot.cutoff)
     assert pairs.shape[1] < all_pairs(s.n_atoms).shape[1]
     e_cut, _, f_cut = evaluate(model, s.positions, s.box, pairs)
     # Shuffled, padded with N inside the list, and with pairs beyond the cutoff added.
@@ -239,7 +230,7 @@ def test_energy_independent_of_pair_list(water64, model):
 @needs_data
 def test_rigid_translation_invariance(water64, model):
     s = water64
-    pairs = cutoff_pairs(s.positions, s.box, model[0].cutoff)  # translation keeps distances
+    pairs = pairs_within(s.positions, s.box, model[0].cutoff)  # translation keeps distances
     e0, _, f0 = evaluate(model, s.positions, s.box, pairs)
     e1, _, f1 = evaluate(model, s.positions + np.array([0.37, -1.91, 5.3]), s.box, pairs)
     assert e1 == pytest.approx(e0, rel=1e-11)

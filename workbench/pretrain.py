@@ -445,7 +445,7 @@ def standardise_inputs(params: dict, species, sample: Dataset, pairs, cutoff: fl
     @jax.jit
     def features(x, box, p):
         scale = units.ANGSTROM_PER_NM
-        s = eann.orbital_sums(params, x * scale, box * scale, p, species, cutoff)
+        s, _ = eann.orbital_sums(params, x * scale, box * scale, p, species, cutoff)
         return eann.density_features(s)
 
     x = np.concatenate([np.asarray(features(jnp.asarray(xi, dtype), jnp.asarray(bi, dtype), jnp.asarray(pi)))

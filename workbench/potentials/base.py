@@ -71,6 +71,25 @@ def all_pairs(n_atoms: int) -> jax.Array:
     return jnp.asarray(np.stack([i, j]).astype(np.int32))
 
 
+def pairs_within(positions, box, cutoff: float, capacity: int | None = None) -> np.ndarray:
+    """Every pair i < j within ``cutoff`` (minimum image), by brute force in NumPy, as a
+    (2, capacity) OrderedSparse list padded with N, or (2, P) unpadded with ``capacity`` None
+    (any length unit, the same for all arguments)."""
+    x = np.asarray(positions, float)
+    box = np.asarray(box, float)
+    n = len(x)
+    i, j = np.triu_indices(n, 1)
+    dr = x[j] - x[i]
+    dr -= box * np.round(dr / box)
+    close = np.linalg.norm(dr, axis=1) <= cutoff
+    capacity = int(close.sum()) if capacity is None else capacity
+    if close.sum() > capacity:
+        raise ValueError(f"{close.sum()} pairs within {cutoff} exceed the capacity {capacity}")
+    out = np.full((2, capacity), n, np.int32)
+    out[:, : close.sum()] = np.stack([i[close], j[close]])
+    return out
+
+
 def minimum_image(dr, box):
     """Minimum-image displacement in an orthorhombic box (dr and box in the same units)."""
     return dr - box * jnp.round(dr / box)
