@@ -100,12 +100,11 @@ def _start_frames(system, potential, quick: bool):
 
 
 def _ir_gradient(system, potential, dipole, quick: bool, n_steps: int | None = None) -> dict:
+    from workbench.bench_grad import ir_loss
     from workbench.grad import VerletDynamics, tree_relative_error, window_pairs, window_starts
     from workbench.grad.trajectory import rollout_fn
     from workbench.md.neighbor import PairListBuilder
     from workbench.observables import deepmd_dipole as dd
-    from workbench.observables import ir
-    from workbench.observables.spectrum_io import reference_water_ir
 
     n_steps = n_steps or (QUICK_STEPS if quick else 400)
     frames_x, frames_v, frames_desc = _start_frames(system, potential, quick)
@@ -123,14 +122,7 @@ def _ir_gradient(system, potential, dipole, quick: bool, n_steps: int | None = N
                                          (state.velocities,))
         return {"ionic": ionic, "electronic": electronic}
 
-    grid = ir.wavenumber_grid(4000.0, start_cm=ir.PAPER_GRID_STEP_CM)
-    target = jnp.asarray(reference_water_ir().interpolate(grid))
-    weight = jnp.asarray(np.where(grid < 1000.0, 10.0, 1.0))
-    tau = n_steps * DT_PS
-
-    def loss(mdot):
-        spectrum = ir.ir_spectrum(mdot, DT_PS, system.volume, TEMPERATURE_K, grid, tcf_length_ps=tau)
-        return jnp.sum(weight * (spectrum - target) ** 2)
+    loss = ir_loss(system, n_steps, DT_PS)
 
     estimator = "direct" if n_steps <= 20 else "checkpoint"  # direct AD stores every step
     rollout = rollout_fn(dyn, n_steps, obs, estimator)
@@ -166,8 +158,8 @@ def _ir_gradient(system, potential, dipole, quick: bool, n_steps: int | None = N
                  for k in sorted(g["exact"]) if float(jnp.linalg.norm(g["exact"][k])) > 0}
     return {
         "parameters": f"EANN θ ({int(flat_e.size)} parameters)",
-        "loss": f"IR loss (weights 10/1 split at 1000 cm⁻¹, 8.339 cm⁻¹ grid to 4000) of a {tau} ps TCF "
-                "vs Bertie & Lan",
+        "loss": f"IR loss (weights 10/1 split at 1000 cm⁻¹, 8.339 cm⁻¹ grid to 4000) of a "
+                f"{n_steps * DT_PS} ps TCF vs Bertie & Lan",
         "start_frames": frames_desc,
         "n_windows": int(x.shape[0]), "n_steps": n_steps, "dt_ps": DT_PS,
         "estimator": f"{estimator} (exact AD)",

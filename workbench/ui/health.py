@@ -10,26 +10,23 @@ import param
 
 from workbench import protocol
 from workbench.ui.inputs import InputsState
-from workbench.ui.jobs import BackgroundJob, stopping_progress
+from workbench.ui.jobs import JobState, stopping_progress
 
 #: Window lengths of the quick scan (fs): each length compiles its own adjoint, ≈ 1 min each on 2 cores.
 QUICK_TAUS_FS = (25.0, 50.0, 100.0, 200.0, 400.0)
 
 
-class GradientHealthState(param.Parameterized):
+class GradientHealthState(JobState):
     """One session's truncation scan."""
 
     taus_fs = param.List(list(QUICK_TAUS_FS), item_type=float, doc="window lengths scanned (fs)")
     suggested_fs = param.Number(None, allow_None=True, doc="suggested truncation length (fs)")
     status = param.String("scan the gradient norm against the window length before a long refinement")
-    progress = param.Integer(0, bounds=(0, 100))
-    running = param.Boolean(False)
 
     def __init__(self, inputs: InputsState, **params):
         super().__init__(**params)
         self.inputs = inputs
         self.scan = hv.streams.Pipe(data={"tau_fs": [], "grad_norm": [], "suggested_fs": None})
-        self._job: BackgroundJob | None = None
 
     def settings(self) -> protocol.IRProtocol:
         """One NVT start (two windows with its time-reversed partner) after 0.1 ps, float32."""
@@ -63,33 +60,14 @@ class GradientHealthState(param.Parameterized):
                 }
             )
 
-        self.running, self.progress, self.suggested_fs = True, 0, None
-        self.status = f"scanning τ = {', '.join(f'{t:g}' for t in taus)} fs with {spec} …"
-        self._job = BackgroundJob(work, name="truncation-scan").start()
+        self.suggested_fs = None
+        self.launch(work, "truncation-scan",
+                    f"scanning τ = {', '.join(f'{t:g}' for t in taus)} fs with {spec} …")
 
-    def stop(self) -> None:
-        if self._job is not None and self.running:
-            self._job.stop()
-
-    def poll(self) -> None:
-        if self._job is None:
+    def on_event(self, event: dict) -> None:
+        if event["kind"] != "scan":
+            super().on_event(event)
             return
-        for event in self._job.drain():
-            kind = event["kind"]
-            if kind == "progress":
-                self.progress = event["percent"]
-                self.status = f"{event['stage']}: {event['percent']} %"
-            elif kind == "queued":
-                self.status = event["message"]
-            elif kind == "scan":
-                self.suggested_fs = event["suggested_fs"]
-                self.scan.send({k: event[k] for k in ("tau_fs", "grad_norm", "suggested_fs")})
-                self.status = f"suggested truncation: {event['suggested_fs']:g} fs"
-            elif kind in ("finished", "stopped", "error"):
-                self.running = False
-                if kind != "finished":
-                    self.status = "stopped" if kind == "stopped" else f"error: {event['message']}"
-
-    def shutdown(self) -> None:
-        if self._job is not None:
-            self._job.stop()
+        self.suggested_fs = event["suggested_fs"]
+        self.scan.send({k: event[k] for k in ("tau_fs", "grad_norm", "suggested_fs")})
+        self.status = f"suggested truncation: {event['suggested_fs']:g} fs"

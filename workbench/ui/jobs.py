@@ -16,6 +16,8 @@ import traceback
 import weakref
 from collections.abc import Callable
 
+import param
+
 from workbench.errors import UserInputError
 
 JobFn = Callable[[Callable[[dict], None], Callable[[], bool]], None]
@@ -111,6 +113,70 @@ class BackgroundJob:
                              "detail": traceback.format_exc()})
         else:
             self._queue.put({"kind": "stopped" if self._stop.is_set() else "finished"})
+
+
+class JobState(param.Parameterized):
+    """A session state that runs one ``BackgroundJob`` at a time and applies its events.
+
+    ``poll()`` (the page's periodic callback) handles the events every job emits — ``progress``
+    (``percent``, optional ``stage``), ``status``/``queued`` (``message``) and the final
+    ``finished``/``stopped``/``error`` — and passes any other kind to ``on_event``; ``on_end``
+    sets the closing status.  Subclasses call ``launch(work, name, status)`` from ``start()``.
+    """
+
+    status = param.String("ready")
+    progress = param.Integer(0, bounds=(0, 100))
+    running = param.Boolean(False)
+
+    #: status shown after ``stop()`` until the job has stopped
+    stopping_message = "stopping …"
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._job: BackgroundJob | None = None
+
+    def launch(self, work: JobFn, name: str, status: str) -> None:
+        self.running, self.progress, self.status = True, 0, status
+        self._job = BackgroundJob(work, name=name).start()
+
+    def stop(self) -> None:
+        if self._job is not None and self.running:
+            self._job.stop()
+            self.status = self.stopping_message
+
+    def poll(self) -> None:
+        """Apply pending job events (call on the server's event loop only)."""
+        if self._job is None:
+            return
+        for event in self._job.drain():
+            kind = event["kind"]
+            if kind == "progress":
+                self.progress = event["percent"]
+                if "stage" in event:
+                    self.status = f"{event['stage']}: {event['percent']} %"
+            elif kind in ("status", "queued"):
+                self.status = event["message"]
+            elif kind in ("finished", "stopped", "error"):
+                self.running = False
+                self.on_end(kind, event)
+            else:
+                self.on_event(event)
+
+    def on_event(self, event: dict) -> None:
+        """A job-specific event (e.g. a result)."""
+        raise ValueError(f"{type(self).__name__}: unexpected job event {event['kind']!r}")
+
+    def on_end(self, kind: str, event: dict) -> None:
+        """The job ended (``kind`` finished, stopped or error); sets the closing status."""
+        if kind == "stopped":
+            self.status = "stopped"
+        elif kind == "error":
+            self.status = f"error: {event['message']}"
+
+    def shutdown(self) -> None:
+        """Stop the job (the session is closing)."""
+        if self._job is not None:
+            self._job.stop()
 
 
 def wait_until_done(state, timeout_s: float, poll_s: float = 0.1) -> None:

@@ -14,12 +14,12 @@ import param
 
 from workbench import models
 from workbench.md import MDConfig, simulate
-from workbench.ui.jobs import BackgroundJob
+from workbench.ui.jobs import JobState
 
 TRACE_COLUMNS = ["time_ps", "temperature_K", "potential_energy", "total_energy"]
 
 
-class MDRunState(param.Parameterized):
+class MDRunState(JobState):
     """Choices and status of one MD run (one instance per browser session)."""
 
     model = param.Selector(objects=list(models.MODEL_CHOICES), default=models.DEFAULT_MODEL,
@@ -28,15 +28,13 @@ class MDRunState(param.Parameterized):
     time_ps = param.Number(0.5, bounds=(0.05, 20.0), doc="simulated time, ps")
     dt_fs = param.Number(0.5, bounds=(0.1, 1.0), doc="time step, fs")
     ensemble = param.Selector(objects=["nvt", "nve"], default="nvt")
-    status = param.String("ready")
-    progress = param.Integer(0, bounds=(0, 100))
-    running = param.Boolean(False)
+
+    stopping_message = "stopping after the current chunk …"
 
     def __init__(self, **params):
         super().__init__(**params)
         self.trace = hv.streams.Buffer(pd.DataFrame({c: [] for c in TRACE_COLUMNS}), length=100_000,
                                        index=False)
-        self._job: BackgroundJob | None = None
         self.system = models.default_system()
 
     # -- actions --------------------------------------------------------------------------------
@@ -59,33 +57,19 @@ class MDRunState(param.Parameterized):
                      on_chunk=lambda summary: emit({"kind": "frames", **summary}),
                      stop_requested=stop_requested)
 
-        self.running = True
-        self.status = f"running {model}, {self.time_ps} ps at {self.temperature} K"
-        self._job = BackgroundJob(work, name="md-run").start()
+        self.launch(work, "md-run", f"running {model}, {self.time_ps} ps at {self.temperature} K")
 
-    def stop(self) -> None:
-        if self._job is not None:
-            self._job.stop()
-            self.status = "stopping after the current chunk …"
-
-    def poll(self) -> None:
-        """Apply pending job events (call on the server's event loop only)."""
-        if self._job is None:
+    def on_event(self, event: dict) -> None:
+        if event["kind"] != "frames":
+            super().on_event(event)
             return
-        for event in self._job.drain():
-            kind = event["kind"]
-            if kind == "frames":
-                self.trace.send(pd.DataFrame({c: event[c] for c in TRACE_COLUMNS}))
-            elif kind == "progress":
-                self.progress = event["percent"]
-            elif kind in ("status", "queued"):
-                self.status = event["message"]
-            elif kind in ("finished", "stopped"):
-                self.running = False
-                self.status = f"{kind}: {self.model}, last T = {self._last('temperature_K'):.1f} K"
-            elif kind == "error":
-                self.running = False
-                self.status = f"error: {event['message']}"
+        self.trace.send(pd.DataFrame({c: event[c] for c in TRACE_COLUMNS}))
+
+    def on_end(self, kind: str, event: dict) -> None:
+        if kind == "error":
+            super().on_end(kind, event)
+        else:
+            self.status = f"{kind}: {self.model}, last T = {self._last('temperature_K'):.1f} K"
 
     def _last(self, column: str) -> float:
         data = self.trace.data
@@ -107,6 +91,3 @@ class MDRunState(param.Parameterized):
             hv.opts.Curve(responsive=True, height=260, xlabel="t (ps)", ylabel="E (kJ/mol)",
                           framewise=True),
             hv.opts.Overlay(title="Energy", legend_position="bottom_right"))
-
-    def shutdown(self) -> None:
-        self.stop()

@@ -15,7 +15,7 @@ import param
 from workbench import protocol
 from workbench.observables.spectrum_io import Spectrum, write_spectrum_csv
 from workbench.ui.inputs import InputsState
-from workbench.ui.jobs import BackgroundJob, stopping_progress
+from workbench.ui.jobs import JobState, stopping_progress
 from workbench.ui.plots import empty_spectrum
 
 DIPOLE = "charge-flux"
@@ -31,12 +31,10 @@ def band_table(bands: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-class SpectrumState(param.Parameterized):
+class SpectrumState(JobState):
     """One session's simulated spectrum and its overlay on the experiment."""
 
     status = param.String("press 'Compute spectrum' to simulate the IR spectrum of the chosen model")
-    progress = param.Integer(0, bounds=(0, 100))
-    running = param.Boolean(False)
     bands = param.DataFrame(pd.DataFrame())
 
     def __init__(self, inputs: InputsState, **params):
@@ -44,7 +42,6 @@ class SpectrumState(param.Parameterized):
         self.inputs = inputs
         self.overlay = hv.streams.Pipe(data=empty_spectrum())
         self.result: dict | None = None
-        self._job: BackgroundJob | None = None
         self.inputs.param.watch(lambda _e: self.refresh(), ["revision"])
         self.refresh()
 
@@ -67,39 +64,24 @@ class SpectrumState(param.Parameterized):
             emit({"kind": "spectrum", "grid": result.grid, "values": result.values, "bands": result.bands,
                   "model": spec, "diffusion": result.diffusion})
 
-        self.running, self.progress = True, 0
-        self.status = f"simulating {inputs.model}: {settings.md_steps} MD steps ({settings.precision})"
-        self._job = BackgroundJob(work, name="spectrum").start()
+        self.launch(work, "spectrum",
+                    f"simulating {inputs.model}: {settings.md_steps} MD steps ({settings.precision})")
 
-    def stop(self) -> None:
-        if self._job is not None and self.running:
-            self._job.stop()
-            self.status = "stopping …"
-
-    def poll(self) -> None:
-        if self._job is None:
+    def on_event(self, event: dict) -> None:
+        if event["kind"] != "spectrum":
+            super().on_event(event)
             return
-        for event in self._job.drain():
-            kind = event["kind"]
-            if kind == "progress":
-                self.progress = event["percent"]
-                self.status = f"{event['stage']}: {event['percent']} %"
-            elif kind in ("status", "queued"):
-                self.status = event["message"]
-            elif kind == "spectrum":
-                self.result = event
-                self.bands = band_table(event["bands"])
-                self.refresh()
-                d = event["diffusion"]["green_kubo"]
-                self.status = (f"done: {event['model']}; D (Green–Kubo, Yeh–Hummer) = "
-                               f"{d['yeh_hummer'] * 1e9:.2f}e-9 m²/s from short windows")
-            elif kind in ("finished", "stopped", "error"):
-                self.running = False
-                if kind == "stopped":
-                    self.status = "stopped"
-                elif kind == "error":
-                    self.status = f"error: {event['message']}"
-                self.progress = 100 if kind == "finished" else self.progress
+        self.result = event
+        self.bands = band_table(event["bands"])
+        self.refresh()
+        d = event["diffusion"]["green_kubo"]
+        self.status = (f"done: {event['model']}; D (Green–Kubo, Yeh–Hummer) = "
+                       f"{d['yeh_hummer'] * 1e9:.2f}e-9 m²/s from short windows")
+
+    def on_end(self, kind: str, event: dict) -> None:
+        super().on_end(kind, event)
+        if kind == "finished":
+            self.progress = 100
 
     def refresh(self) -> None:
         """Send the current experiment (and simulated spectrum, if any) to the overlay."""
@@ -123,7 +105,3 @@ class SpectrumState(param.Parameterized):
                                     "n_alpha", source=f"workbench dashboard: {self.result['model']}"), path,
                            comments=[f"protocol: {self.settings()}", f"dipole: {DIPOLE}"])
         return io.BytesIO(path.read_bytes())
-
-    def shutdown(self) -> None:
-        if self._job is not None:
-            self._job.stop()
