@@ -65,6 +65,6 @@ def test_pairlist_overflow_is_detected_and_redone(argon_lattice):
 
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="ensemble"):
-        MDConfig(ensemble="npt")
+        MDConfig(ensemble="nph")
     with pytest.raises(ValueError, match="precision"):
         MDConfig(precision="float16")

@@ -39,6 +39,9 @@ KJ_PER_KCAL = 4.184
 # --- time ---
 PS_PER_FS = 1e-3
 
+# --- pressure: 1 bar = 1e5 Pa = 1e5 J/m³ → 1e-22 J per nm³ → × N_A / 1000 ≈ 0.0602214 kJ/mol/nm³ ---
+KJ_PER_MOL_PER_NM3_PER_BAR = 1e5 * 1e-27 * AVOGADRO / 1e3
+
 # --- mass density: 1 amu/nm³ = (1/N_A g)/(1e-21 cm³) ≈ 1.66054e-3 g/cm³ ---
 G_PER_CM3_PER_AMU_PER_NM3 = 1e21 / AVOGADRO
 

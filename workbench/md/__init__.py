@@ -1,4 +1,4 @@
-"""Molecular dynamics: pair lists, integrators and trajectory sampling (jax-md underneath)."""
+"""Molecular dynamics: pair lists, integrators, Monte Carlo barostat, sampling (jax-md underneath)."""
 
 from workbench.md.integrators import (
     MDState,
@@ -11,10 +11,18 @@ from workbench.md.integrators import (
     velocity_verlet,
 )
 from workbench.md.neighbor import PairListBuilder, overflowed
-from workbench.md.simulate import MDConfig, MDRunner, Trajectory, energy_drift, simulate
+from workbench.md.simulate import (
+    MDConfig,
+    MDRunner,
+    NPTRunner,
+    Trajectory,
+    energy_drift,
+    make_runner,
+    simulate,
+)
 
 __all__ = [
-    "MDConfig", "MDRunner", "MDState", "PairListBuilder", "Trajectory", "baoab_langevin",
-    "energy_and_forces_fn", "energy_drift", "kinetic_energy", "maxwell_boltzmann", "overflowed",
-    "remove_com_velocity", "simulate", "temperature", "velocity_verlet",
+    "MDConfig", "MDRunner", "MDState", "NPTRunner", "PairListBuilder", "Trajectory", "baoab_langevin",
+    "energy_and_forces_fn", "energy_drift", "kinetic_energy", "make_runner", "maxwell_boltzmann",
+    "overflowed", "remove_com_velocity", "simulate", "temperature", "velocity_verlet",
 ]

@@ -9,14 +9,20 @@ skin/2 since the last build.
 Capacity is static under jit.  When a rebuild inside jit needs more rows than allocated, jax-md
 sets an overflow flag; callers check ``overflowed(nbrs)`` *outside* jit, reallocate with
 ``allocate`` and redo the steps that used the overflowing list — never silently wrong.
+
+``BoxPairs`` is the same list for a box that changes during the run (NPT): the box is an argument
+of every build, and a box change forces a rebuild.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jax_md import partition, space
 
 # jax-md 0.2.29 scatters int64 indices into its int32 list when x64 is on; harmless, but JAX warns
@@ -67,3 +73,67 @@ class PairListBuilder:
 def overflowed(nbrs) -> bool:
     """True when an update inside jit needed more rows than the list's capacity."""
     return bool(nbrs.did_buffer_overflow)
+
+
+class BoxPairs(NamedTuple):
+    """A pair list for a box that changes during the run (NPT), all of it traced under jit.
+
+    idx: (2, capacity) pairs i < j within ``reach`` at the last build, padded with N (the
+    ``pairs`` argument of the potentials); positions, box: the positions (nm) and box (3,) of that
+    build; overflow: sticky flag, set when a build found more pairs than ``capacity``.
+    """
+
+    idx: jax.Array
+    positions: jax.Array
+    box: jax.Array
+    overflow: jax.Array
+
+
+def build_box_pairs(positions, box, reach: float, capacity: int) -> BoxPairs:
+    """Every pair i < j with minimum-image distance < ``reach`` (nm) in ``box``, O(N²), jit-able.
+
+    For the small cells of liquid MD (a few hundred atoms, fewer than 3 cutoff-sized cells per
+    edge) this is what jax-md's list does too; unlike jax-md's, the box is an argument here.
+    """
+    n = positions.shape[0]
+    i, j = np.triu_indices(n, k=1)
+    d = positions[j] - positions[i]
+    d = d - box * jnp.round(d / box)
+    inside = jnp.sum(d * d, axis=-1) < reach**2
+    (rows,) = jnp.nonzero(inside, size=capacity, fill_value=i.size)
+    i_pad, j_pad = (jnp.append(jnp.asarray(a, jnp.int32), jnp.int32(n)) for a in (i, j))
+    idx = jnp.stack([i_pad[rows], j_pad[rows]])
+    return BoxPairs(idx, positions, box, jnp.sum(inside) > capacity)
+
+
+def update_box_pairs(pairs: BoxPairs, positions, box, reach: float, skin: float) -> BoxPairs:
+    """Rebuild when the box changed or an atom moved more than skin/2 since the last build
+    (``reach`` = cutoff + skin); keeps the overflow flag sticky."""
+    moved = jnp.max(jnp.sum((positions - pairs.positions) ** 2, axis=-1)) > (0.5 * skin) ** 2
+    stale = moved | jnp.any(box != pairs.box)
+
+    def rebuild(_):
+        new = build_box_pairs(positions, box, reach, pairs.idx.shape[1])
+        return new._replace(overflow=new.overflow | pairs.overflow)
+
+    return jax.lax.cond(stale, rebuild, lambda _: pairs, None)
+
+
+def box_pairs_capacity(positions, box, reach: float, multiplier: float = 1.25) -> int:
+    """Rows for a BoxPairs list: ``multiplier`` × the pairs within ``reach`` now (not jit-able)."""
+    n = positions.shape[0]
+    i, j = np.triu_indices(n, k=1)
+    d = np.asarray(positions)[j] - np.asarray(positions)[i]
+    d -= np.asarray(box) * np.round(d / np.asarray(box))
+    count = int(np.sum(np.sum(d * d, axis=-1) < reach**2))
+    return max(16, int(np.ceil(multiplier * count)))
+
+
+def box_pairs_per_frame(positions, boxes, reach: float, multiplier: float = 1.25):
+    """(S, 2, P) pair lists of S frames with their own boxes (S, 3) (NPT samples, e.g. for
+    reweighting), P = ``multiplier`` × the most pairs within ``reach`` (nm) of any frame."""
+    positions, boxes = np.asarray(positions), np.asarray(boxes)
+    capacity = max(box_pairs_capacity(x, b, reach, multiplier) for x, b in zip(positions, boxes, strict=True))
+    pairs = jax.vmap(lambda x, b: build_box_pairs(x, b, reach, capacity))(jnp.asarray(positions),
+                                                                           jnp.asarray(boxes))
+    return pairs.idx

@@ -5,6 +5,10 @@ over the frames of one chunk; positions, velocities and potential energies are s
 frame.  Between chunks (outside jit) the pair list's overflow flag is checked; on overflow the
 list is reallocated from the chunk's starting state and the chunk is run again, so no stored frame
 ever used an incomplete pair list.
+
+Ensemble "npt" runs in ``NPTRunner``: the same Langevin steps with the box in the state and a
+Monte Carlo volume trial every ``barostat_every`` steps (``workbench.md.barostat``); its frames
+also hold the box.
 """
 
 from __future__ import annotations
@@ -13,16 +17,24 @@ import dataclasses
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from workbench.md import integrators
-from workbench.md.neighbor import PairListBuilder, overflowed
+from workbench.md import barostat, integrators
+from workbench.md.neighbor import (
+    BoxPairs,
+    PairListBuilder,
+    box_pairs_capacity,
+    build_box_pairs,
+    overflowed,
+    update_box_pairs,
+)
 from workbench.potentials.base import Potential, all_pairs
 from workbench.system import System
-from workbench.units import KB
+from workbench.units import G_PER_CM3_PER_AMU_PER_NM3, KB, KJ_PER_MOL_PER_NM3_PER_BAR
 
 #: Progress callback: ``progress(steps_done, steps_total, stage)`` with stage "equilibrate"/"sample".
 ProgressFn = Callable[[int, int, str], None]
@@ -32,7 +44,9 @@ ProgressFn = Callable[[int, int, str], None]
 class MDConfig:
     """Settings of an MD run (units: ps, K, 1/ps, nm).
 
-    ensemble: "nve" (velocity Verlet) or "nvt" (BAOAB Langevin with friction ``gamma``).
+    ensemble: "nve" (velocity Verlet), "nvt" (BAOAB Langevin with friction ``gamma``) or "npt"
+      (the same Langevin plus the Monte Carlo barostat of ``workbench.md.barostat``).
+    pressure_bar: NPT pressure (bar); barostat_every: integrator steps between volume trials.
     dt: time step (0.0005 ps = 0.5 fs by default).
     sample_every: integrator steps between stored frames.
     precision: "float64" or "float32" (dtype of the state; the potential follows it).
@@ -48,10 +62,14 @@ class MDConfig:
     skin: float = 0.1
     chunk_frames: int = 100
     seed: int = 0
+    pressure_bar: float = 1.0
+    barostat_every: int = 25
 
     def __post_init__(self):
-        if self.ensemble not in ("nve", "nvt"):
-            raise ValueError(f"ensemble must be 'nve' or 'nvt', got {self.ensemble!r}")
+        if self.ensemble not in ("nve", "nvt", "npt"):
+            raise ValueError(f"ensemble must be 'nve', 'nvt' or 'npt', got {self.ensemble!r}")
+        if self.barostat_every < 1:
+            raise ValueError(f"barostat_every must be ≥ 1, got {self.barostat_every}")
         if self.precision not in ("float32", "float64"):
             raise ValueError(f"precision must be 'float32' or 'float64', got {self.precision!r}")
         if not self.dt > 0 or not self.sample_every >= 1 or not self.temperature_K > 0:
@@ -67,8 +85,10 @@ class Trajectory:
     """Stored frames of a run.
 
     positions (F, N, 3) nm unwrapped; velocities (F, N, 3) nm/ps; potential_energy (F,) kJ/mol;
-    kinetic_energy (F,) kJ/mol; dt_frame ps between frames; box (3,) nm; masses (N,) amu.
-    ``final_state`` continues the run; ``n_reallocations`` counts pair-list overflows handled.
+    kinetic_energy (F,) kJ/mol; dt_frame ps between frames; box (3,) nm (the last box in NPT);
+    masses (N,) amu; boxes (F, 3) nm per frame in NPT, else None.
+    ``final_state`` continues the run; ``n_reallocations`` counts pair-list overflows handled;
+    ``barostat_acceptance``: accepted fraction of the volume trials (NPT).
     """
 
     positions: np.ndarray
@@ -83,6 +103,8 @@ class Trajectory:
     final_state: integrators.MDState
     n_reallocations: int = 0
     wall_time_s: float = 0.0
+    boxes: np.ndarray | None = None
+    barostat_acceptance: float | None = None
 
     @property
     def n_frames(self) -> int:
@@ -106,8 +128,21 @@ class Trajectory:
     def volume(self) -> float:
         return float(np.prod(self.box))
 
+    @property
+    def volumes(self) -> np.ndarray:
+        """Volume of each frame (F,) nm³ (constant unless NPT)."""
+        boxes = np.broadcast_to(self.box, (self.n_frames, 3)) if self.boxes is None else self.boxes
+        return np.prod(boxes, axis=-1)
+
+    @property
+    def density_g_cm3(self) -> np.ndarray:
+        """Mass density of each frame (F,) g/cm³."""
+        return float(np.sum(self.masses)) / self.volumes * G_PER_CM3_PER_AMU_PER_NM3
+
     def to_system(self, frame: int = -1) -> System:
-        return self.system.replace(positions=self.positions[frame], velocities=self.velocities[frame])
+        box = self.box if self.boxes is None else self.boxes[frame]
+        return self.system.replace(positions=self.positions[frame], velocities=self.velocities[frame],
+                                   box=np.asarray(box))
 
 
 def energy_drift(time_ps, total_energy, n_atoms: int, temperature_K: float) -> float:
@@ -123,6 +158,8 @@ class MDRunner:
     """
 
     def __init__(self, potential: Potential, system: System, config: MDConfig = MDConfig()):
+        if config.ensemble == "npt":
+            raise ValueError("ensemble 'npt' runs in NPTRunner (make_runner chooses it)")
         self.potential = potential
         self.system = system
         self.config = config
@@ -208,13 +245,13 @@ class MDRunner:
         while done < n_frames:
             n = min(chunk, n_frames - done)
             for _attempt in range(5):
-                (new_state, new_nbrs, new_key), out = self._chunk(state, nbrs, key, n, store, params)
-                if not (self.pair_builder is not None and overflowed(new_nbrs)):
+                (new_state, new_nbrs, new_key), out = self._advance(state, nbrs, key, n, store, params, stage)
+                if not self._overflowed(new_nbrs):
                     break
                 # The list overflowed somewhere in this chunk: reallocate from the chunk's start
                 # with more room and redo the chunk (its frames are discarded).
                 self.n_reallocations += 1
-                nbrs = self.pair_builder.allocate(state.positions, extra_capacity=_extra(nbrs))
+                nbrs = self._reallocate(state, nbrs)
             else:
                 raise RuntimeError("pair list kept overflowing after 5 reallocations; the system "
                                    "is probably exploding (check the time step and the structure)")
@@ -223,6 +260,7 @@ class MDRunner:
                     f"MD blew up (non-finite positions) between step {done * self.config.sample_every} "
                     f"and {(done + n) * self.config.sample_every}; reduce the time step or check the model")
             state, nbrs, key = new_state, new_nbrs, new_key
+            self._check(state)
             if store:
                 outputs.append(jax.device_get(out))
             if on_chunk is not None and store:
@@ -234,14 +272,143 @@ class MDRunner:
                 break
         frames = None
         if store:
-            frames = tuple(np.concatenate([o[k] for o in outputs]) for k in range(3))
+            frames = tuple(np.concatenate([o[k] for o in outputs]) for k in range(len(outputs[0])))
         return state, nbrs, key, frames
+
+    # -- hooks of ``run`` (``NPTRunner`` overrides them) --------------------------------------
+    def _advance(self, state, nbrs, key, n_frames, store, params, stage):
+        return self._chunk(state, nbrs, key, n_frames, store, params)
+
+    def _overflowed(self, nbrs) -> bool:
+        return self.pair_builder is not None and overflowed(nbrs)
+
+    def _reallocate(self, state, nbrs):
+        return self.pair_builder.allocate(state.positions, extra_capacity=_extra(nbrs))
+
+    def _check(self, state) -> None:
+        """Called after each accepted chunk (outside jit)."""
+
+
+class NPTState(NamedTuple):
+    """MD state, barostat state (box, step size, counts) and the step count of an NPT run."""
+
+    md: integrators.MDState
+    barostat: barostat.BarostatState
+    step: jax.Array
+
+    @property
+    def positions(self):
+        return self.md.positions
+
+
+class NPTRunner(MDRunner):
+    """``MDRunner`` for ensemble "npt": BAOAB Langevin steps in the current box and a Monte Carlo
+    volume trial every ``config.barostat_every`` steps (``workbench.md.barostat``; molecules are
+    scaled by their centres of mass).
+
+    The state is an ``NPTState``; the pair list a ``BoxPairs`` (rebuilt whenever the box changes).
+    Frames are (positions, velocities, potential energy, box).  The volume step size adapts while
+    ``run`` is called with ``stage="equilibrate"`` and stays fixed while sampling.
+    """
+
+    def __init__(self, potential: Potential, system: System, config: MDConfig):
+        if config.ensemble != "npt":
+            raise ValueError(f"NPTRunner needs ensemble 'npt', got {config.ensemble!r}")
+        self.potential, self.system, self.config = potential, system, config
+        self.masses = np.asarray(system.masses)
+        self.box = np.asarray(system.box, float)
+        value_and_grad = jax.value_and_grad(potential.energy_fn, argnums=1)
+
+        def energy_and_forces(params, positions, box, pairs):
+            e, g = value_and_grad(params, positions, box.astype(positions.dtype), pairs)
+            return e, -g
+
+        self._box_energy_and_forces = energy_and_forces
+        self._init_energy_and_forces = jax.jit(energy_and_forces)
+        self.pair_builder = None
+        self.reach = np.inf if potential.cutoff is None else potential.cutoff + config.skin
+        self.molecule_of = barostat.molecule_index(system.molecules, system.n_atoms)
+        self.n_molecules = int(np.asarray(system.molecules).shape[0])
+        self.pressure = config.pressure_bar * KJ_PER_MOL_PER_NM3_PER_BAR
+        self.n_reallocations = 0
+
+    def init(self, positions=None, velocities=None, params=None, seed: int | None = None, box=None):
+        """Initial ``NPTState`` and ``BoxPairs`` (``box`` defaults to the system's)."""
+        dtype = self.config.dtype
+        x = jnp.asarray(self.system.positions if positions is None else positions, dtype)
+        box = jnp.asarray(self.box if box is None else box, dtype)
+        if velocities is None:
+            velocities = self.system.velocities
+        if velocities is None:
+            key = jax.random.PRNGKey(self.config.seed if seed is None else seed)
+            velocities = integrators.maxwell_boltzmann(key, self.masses, self.config.temperature_K, dtype)
+        pairs = build_box_pairs(x, box, self.reach, box_pairs_capacity(x, box, self.reach))
+        params = self.potential.params if params is None else params
+        e, f = self._init_energy_and_forces(params, x, box, pairs.idx)
+        md = integrators.MDState(x, jnp.asarray(velocities, dtype), f, e)
+        return NPTState(md, barostat.init_barostat(box), jnp.zeros((), jnp.int32)), pairs
+
+    @partial(jax.jit, static_argnums=(0, 4, 5, 7))
+    def _chunk(self, state, pairs, key, n_frames, store, params, adapt):
+        cfg = self.config
+        ef = self._box_energy_and_forces
+        kT = KB * cfg.temperature_K
+
+        def one_step(carry, _):
+            s, pairs, key = carry
+            key, k_step, k_move = jax.random.split(key, 3)
+            box = s.barostat.box
+            pairs = update_box_pairs(pairs, s.md.positions, box, self.reach, cfg.skin)
+            step = integrators.baoab_langevin(lambda p, x, idx: ef(p, x, box, idx), self.masses, cfg.dt,
+                                              cfg.temperature_K, cfg.gamma)
+            md = step(s.md, params, pairs.idx, k_step)
+
+            def move(args):
+                md, pairs, baro = args
+                return barostat.volume_move(ef, params, md, pairs, baro, k_move, masses=self.masses,
+                                            molecule_of=self.molecule_of, n_molecules=self.n_molecules,
+                                            pressure=self.pressure, kT=kT, reach=self.reach, adapt=adapt)
+
+            due = (s.step + 1) % cfg.barostat_every == 0
+            md, pairs, baro = jax.lax.cond(due, move, lambda args: args, (md, pairs, s.barostat))
+            return (NPTState(md, baro, s.step + 1), pairs, key), None
+
+        def one_frame(carry, _):
+            carry, _ = jax.lax.scan(one_step, carry, None, length=cfg.sample_every)
+            s = carry[0]
+            out = (s.md.positions, s.md.velocities, s.md.energy, s.barostat.box) if store else None
+            return carry, out
+
+        return jax.lax.scan(one_frame, (state, pairs, key), None, length=n_frames)
+
+    def _advance(self, state, nbrs, key, n_frames, store, params, stage):
+        return self._chunk(state, nbrs, key, n_frames, store, params, stage == "equilibrate")
+
+    def _overflowed(self, nbrs) -> bool:
+        return bool(nbrs.overflow)
+
+    def _reallocate(self, state, nbrs) -> BoxPairs:
+        return build_box_pairs(state.positions, state.barostat.box, self.reach,
+                               nbrs.idx.shape[1] + _extra(nbrs))
+
+    def _check(self, state) -> None:
+        """The interaction cutoff (q-TIP4P/F: its site cutoff) must stay within half the box."""
+        cutoff = self.potential.metadata.get("site_cutoff_nm", self.potential.cutoff)
+        half = 0.5 * float(jnp.min(state.barostat.box))
+        if cutoff is not None and cutoff > half:
+            raise RuntimeError(f"the box shrank to {2 * half:.4f} nm, less than twice the cutoff "
+                               f"({cutoff} nm): use a larger system")
+
+
+def make_runner(potential: Potential, system: System, config: MDConfig = MDConfig()) -> MDRunner:
+    """``NPTRunner`` for ensemble "npt", else ``MDRunner``."""
+    return (NPTRunner if config.ensemble == "npt" else MDRunner)(potential, system, config)
 
 
 def chunk_summary(frames, masses, config: MDConfig, first_frame: int = 0) -> dict:
     """Per-frame time (ps), temperature (K), potential, kinetic and total energy (kJ/mol) of a chunk
     of frames ``(positions, velocities, potential_energy)``."""
-    _, velocities, pe = frames
+    velocities, pe = frames[1], frames[2]
     ke = 0.5 * np.sum(np.asarray(masses)[None, :, None] * np.asarray(velocities, float) ** 2, axis=(1, 2))
     dof = 3 * len(masses) - (3 if config.ensemble == "nve" else 0)
     t = (first_frame + np.arange(1, len(pe) + 1)) * config.dt * config.sample_every
@@ -278,7 +445,7 @@ def simulate(potential: Potential, system: System, n_steps: int, config: MDConfi
     """
     if n_steps < config.sample_every:
         raise ValueError(f"n_steps ({n_steps}) must be at least sample_every ({config.sample_every})")
-    runner = runner or MDRunner(potential, system, config)
+    runner = runner or make_runner(potential, system, config)
     t0 = time.perf_counter()
     state, nbrs = runner.init(params=params)
     key = jax.random.PRNGKey(config.seed + 1)
@@ -289,10 +456,16 @@ def simulate(potential: Potential, system: System, n_steps: int, config: MDConfi
     state, nbrs, key, frames = runner.run(state, nbrs, n_steps // k, params=params, key=key,
                                           progress=progress, on_chunk=on_chunk,
                                           stop_requested=stop_requested)
-    positions, velocities, pe = frames
+    positions, velocities, pe = frames[:3]
     masses = runner.masses
     ke = chunk_summary(frames, masses, config)["kinetic_energy"]
+    box, npt = runner.box, {}
+    if config.ensemble == "npt":
+        baro = state.barostat
+        box = np.asarray(baro.box, float)
+        npt = {"boxes": np.asarray(frames[3], float),
+               "barostat_acceptance": float(baro.total_accepted) / max(1, int(baro.total_trials))}
     return Trajectory(positions=positions, velocities=velocities, potential_energy=pe.astype(float),
-                      kinetic_energy=ke, dt_frame=config.dt * k, box=runner.box, masses=masses,
-                      system=system, config=config, final_state=state,
-                      n_reallocations=runner.n_reallocations, wall_time_s=time.perf_counter() - t0)
+                      kinetic_energy=ke, dt_frame=config.dt * k, box=box, masses=masses, system=system,
+                      config=config, final_state=state, n_reallocations=runner.n_reallocations,
+                      wall_time_s=time.perf_counter() - t0, **npt)

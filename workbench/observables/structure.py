@@ -20,7 +20,7 @@ import numpy as np
 from workbench import units
 from workbench.system import KNOWN_ELEMENTS
 
-__all__ = ["rdf", "rdf_by_species", "mass_density", "mass_density_from_symbols"]
+__all__ = ["rdf", "rdf_by_species", "mass_density", "mass_density_from_symbols", "block_average"]
 
 
 def rdf(positions, box, index_a, index_b=None, r_max: float | None = None, n_bins: int = 200,
@@ -105,3 +105,15 @@ def mass_density_from_symbols(symbols: Sequence[str], box) -> np.ndarray | float
     if unknown:
         raise ValueError(f"no mass known for element(s) {unknown}")
     return mass_density([KNOWN_ELEMENTS[s] for s in symbols], box)
+
+
+def block_average(values, n_blocks: int = 5) -> tuple[float, float]:
+    """Mean of a time series and its standard error from ``n_blocks`` contiguous blocks:
+    σ = std(block means, ddof=1) / √n_blocks (blocks longer than the correlation time make it honest;
+    a trailing remainder shorter than one block is dropped)."""
+    x = np.asarray(values, dtype=float).ravel()
+    n = x.size // n_blocks
+    if n_blocks < 2 or n < 1:
+        raise ValueError(f"need ≥ 2 blocks of ≥ 1 value, got {x.size} values in {n_blocks} blocks")
+    means = x[: n * n_blocks].reshape(n_blocks, n).mean(axis=1)
+    return float(means.mean()), float(means.std(ddof=1) / np.sqrt(n_blocks))
