@@ -73,7 +73,7 @@ def test_paths_resolve_against_the_config_folder(tmp_path):
     assert resolved.run.dir == str((tmp_path / "run").resolve()) and resolved.system.model == "qtip4pf"
 
 
-@pytest.mark.parametrize("name", ["water_ir_quick", "water_ir_paper", "argon_diffusion"])
+@pytest.mark.parametrize("name", ["water_ir_quick", "argon_diffusion"])
 def test_example_configs_build(name, tmp_path):
     """Every example's model, structure, dipole, targets and trainable groups resolve (no MD is run)."""
     from pathlib import Path
@@ -85,3 +85,64 @@ def test_example_configs_build(name, tmp_path):
     assert all(g.size > 0 for g in trainer.groups.values())
     if trainer.problem.ir is not None:
         assert trainer.problem.ir.grid.min() >= 0 and trainer.problem.ir.grid.max() < 4000
+
+
+def test_paper_config_is_the_seed_protocol(tmp_path):
+    """examples/water_ir_paper.toml holds the seed paper's protocol number for number (issue #11);
+    with ../shared/data present its EANN and DeepDipole load and the loss grid is the 8.339 cm⁻¹ one."""
+    from pathlib import Path
+
+    import numpy as np
+    from conftest import shared_file
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "water_ir_paper.toml"
+    cfg = load_config(path)
+    md, ir, pot = cfg.md, cfg.loss.ir, cfg.train.potential
+    assert cfg.system.structure == "default" and cfg.system.temperature_K == 298.15
+    assert Path(cfg.system.model).name == "eann_water_dft_start.npz"
+    assert Path(cfg.dipole.model).name == "deepdipole_water.npz"
+    assert (md.dt_fs, md.gamma_per_ps, md.n_windows, md.time_reversal) == (0.5, 5.0, 320, True)
+    assert md.window_steps == 400 and md.truncation_fs == 200.0 and md.n_runs == 640
+    assert md.spacing_steps * md.dt_ps == pytest.approx(0.5)
+    assert (ir.weight, ir.mode, ir.normalise, ir.window) == (1.0, "absolute", False, "gaussian")
+    assert ir.sigma_ps == pytest.approx(1 / 3) and ir.grid_step_cm == 8.339
+    assert ir.ranges_cm == [[0.0, 1000.0], [1000.0, 4000.0]] and ir.range_weights == [10.0, 1.0]
+    opt = cfg.optimizer
+    assert (opt.name, opt.schedule, opt.clip_norm, opt.b1, opt.b2) == ("adam", "constant", 0.0, 0.9, 0.999)
+    assert (pot.lr, pot.parameterisation, pot.params) == (5e-5, "absolute", ["*"])
+    assert not cfg.train.dipole.enabled
+    assert to_toml(from_dict(tomllib.loads(to_toml(cfg)), cfg.base_dir)) == to_toml(cfg)
+
+    shared_file("eann_water_dft_start.npz")
+    shared_file("deepdipole_water.npz")
+    from workbench.refine import Trainer
+
+    trainer = Trainer(cfg, tmp_path / "run")
+    assert trainer.problem.system.n_atoms == 192 and trainer.groups["potential"].size == 14283
+    assert trainer.problem.dipole.name == "DeePMD DeepDipole"
+    grid = trainer.problem.ir.grid
+    np.testing.assert_allclose(np.diff(grid), 8.339, rtol=1e-9)
+    assert grid.max() < 4000
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"loss": {"density": {"wieght": 1.0}}},
+     r"^loss\.density\.wieght: unknown key; known keys in \[loss\.density\]: weight, target_g_cm3"),
+    ({"loss": {"density": {"weight": -1.0}}}, r"^loss\.density\.weight: must be ≥ 0\.0, got -1\.0"),
+    ({"loss": {"density": {"target_g_cm3": 0}}}, r"^loss\.density\.target_g_cm3: must be > 0\.0"),
+    ({"loss": {"density": {"n_samples": 1}}}, r"^loss\.density\.n_samples: must be ≥ 2, got 1"),
+    ({"loss": {"density": {"min_ess_fraction": 1.5}}}, r"^loss\.density\.min_ess_fraction: must be ≤ 1\.0"),
+    ({"loss": {"density": {"pressure_bar": "1 bar"}}}, r"^loss\.density\.pressure_bar: must be a number"),
+    ({"loss": {"density": {"weight": 1.0, "sampling_ps": 0.001, "n_samples": 10}}},
+     r"^loss\.density\.sampling_ps: 0\.001 ps is shorter than one time step per sample"),
+    ({"dipole": {"model": "wannier"}},
+     r"^dipole\.model: must be one of 'qtip4pf'.* or a DeepDipole \.npz file, got 'wannier'"),
+])
+def test_density_and_dipole_keys_are_validated(data, message):
+    with pytest.raises(ConfigError, match=message):
+        from_dict(data)
+
+
+def test_density_loss_alone_is_a_valid_config():
+    cfg = from_dict({"loss": {"ir": {"weight": 0.0}, "density": {"weight": 1.0, "target_g_cm3": 0.997}}})
+    assert cfg.loss.density.weight == 1.0 and cfg.loss.density.pressure_bar == 1.0

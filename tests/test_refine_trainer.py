@@ -199,3 +199,29 @@ def test_static_terms_force_matching_and_rdf_by_reweighting(argon_file, tmp_path
     assert its[0]["loss"]["force_matching"] > 0.0 and its[0]["ess"]["rdf"] == pytest.approx(1.0)
     assert 0 < its[1]["ess"]["rdf"] <= 1.0 and its[1]["grad_norm"]["total"] > 0
     assert events[-1]["status"] == "completed"
+
+
+def test_density_loss_by_reweighting_npt_samples(argon_file, tmp_path):
+    """Only the density term: NPT samples of the current model (Monte Carlo barostat) reweighted to θ;
+    each event reports ⟨ρ⟩_θ and the ESS; the checkpoint holds the samples with their boxes, and a
+    stopped run resumes to the uninterrupted run's numbers."""
+    density = {"weight": 1.0, "target_g_cm3": 1.3, "pressure_bar": 300.0, "equilibrate_ps": 0.4,
+               "sampling_ps": 0.8, "n_samples": 8, "barostat_every": 5, "min_ess_fraction": 0.5}
+    cfg = from_dict(argon_config(argon_file, **{"run.iterations": 2, "loss.diffusion.weight": 0.0,
+                                                "loss.density": density}))
+    result = Trainer(cfg, tmp_path / "run").run()
+    first, second = iterations(result.history)
+    assert set(first["loss"]) == {"density", "l2", "total"}
+    assert first["ess"]["density"] == pytest.approx(1.0) and 0 < second["ess"]["density"] <= 1.0
+    assert 1.0 < first["density_g_cm3"] < 1.8
+    assert first["loss"]["density"] == pytest.approx(((first["density_g_cm3"] - 1.3) / 1.3) ** 2)
+    assert first["grad_norm"]["total"] > 0
+    arrays, _ = load_checkpoint(list_checkpoints(tmp_path / "run" / "checkpoints")[-1][1])
+    assert arrays["ref/density/boxes"].shape == (8, 3) and arrays["ref/density/positions"].shape == (8, 64, 3)
+    assert np.ptp(np.prod(arrays["ref/density/boxes"], axis=1)) > 0  # the volume fluctuates
+
+    stopped = Trainer(cfg, tmp_path / "stopped", stop_requested=lambda: (tmp_path / "stopped" / "checkpoints"
+                                                                         / "iter_000001.npz").exists())
+    assert stopped.run().status == "stopped"
+    resumed = iterations(Trainer.resume(tmp_path / "stopped").run().history)[-1]
+    assert resumed["loss"] == second["loss"] and resumed["density_g_cm3"] == second["density_g_cm3"]

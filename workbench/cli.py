@@ -14,6 +14,7 @@ Errors in user input end with a one-line message and exit status 2, never a trac
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -78,16 +79,40 @@ def _md(args) -> int:
 
     sys_ = systems.read(args.structure)
     pot = load_potential(args.model, sys_, trusted=args.trust)
+    if args.dispersion_correction:
+        from workbench.potentials.dispersion import with_dispersion_correction
+
+        pot = with_dispersion_correction(pot)
     cfg = MDConfig(ensemble=args.ensemble, temperature_K=args.temperature, dt=args.dt_fs * 1e-3,
-                   sample_every=args.sample_every, precision=args.precision, seed=args.seed)
+                   sample_every=args.sample_every, precision=args.precision, seed=args.seed,
+                   pressure_bar=args.pressure_bar, barostat_every=args.barostat_every)
     n_steps = int(round(args.time_ps / cfg.dt))
     traj = simulate(pot, sys_, n_steps, cfg, equilibration_steps=int(round(args.equilibrate_ps / cfg.dt)),
                     progress=console_progress())
     frames = [traj.to_system(i) for i in range(traj.n_frames)]
     systems.write(args.output, frames)
-    print(json.dumps({"frames": traj.n_frames, "mean_temperature_K": float(traj.temperature.mean()),
-                      "output": str(args.output), "wall_time_s": round(traj.wall_time_s, 2)}))
+    summary = {"frames": traj.n_frames, "mean_temperature_K": float(traj.temperature.mean()),
+               "output": str(args.output), "wall_time_s": round(traj.wall_time_s, 2)}
+    if args.ensemble == "npt":
+        summary.update(_npt_summary(traj, args.density_out))
+    print(json.dumps(summary))
     return 0
+
+
+def _npt_summary(traj, density_out) -> dict:
+    """⟨ρ⟩ and ⟨V⟩ with 5-block standard errors; the volume/density series to ``density_out`` (CSV)."""
+    import numpy as np
+
+    from workbench.observables.structure import block_average
+
+    rho, rho_err = block_average(traj.density_g_cm3)
+    volume, volume_err = block_average(traj.volumes)
+    if density_out:
+        np.savetxt(density_out, np.column_stack([traj.time_ps, traj.volumes, traj.density_g_cm3]),
+                   delimiter=",", header="time_ps,volume_nm3,density_g_cm3", comments="")
+    return {"density_g_cm3": rho, "density_stderr_g_cm3": rho_err, "volume_nm3": volume,
+            "volume_stderr_nm3": volume_err, "barostat_acceptance": traj.barostat_acceptance,
+            "density_series": density_out}
 
 
 #: ``workbench ir`` options that override a field of the chosen preset (dest → IRProtocol field).
@@ -118,6 +143,13 @@ def _ir(args) -> int:
                                  console_progress(), labels)
     print(json.dumps(summary))
     return 0
+
+
+def _help_with_presets(parser: argparse.ArgumentParser) -> str:
+    """``workbench ir --help`` with the presets as epilog, built only when asked for: importing the
+    protocol imports jax-md, which starts JAX's backends (``jax.distributed`` must come first)."""
+    parser.epilog = _ir_presets_help()
+    return argparse.ArgumentParser.format_help(parser)
 
 
 def _ir_presets_help() -> str:
@@ -163,7 +195,7 @@ def _refine(args) -> int:
     import signal
 
     from workbench.errors import UserInputError
-    from workbench.refine import ConsoleProgress, Trainer, load_config
+    from workbench.refine import ConsoleProgress, load_config  # no JAX backend yet (_join_processes)
 
     stop = []
 
@@ -177,11 +209,17 @@ def _refine(args) -> int:
         if args.config or args.run_dir:
             raise UserInputError("--resume RUNDIR continues with the run's own config.toml; give no CONFIG "
                                  "or --run-dir with it")
-        trainer = Trainer.resume(args.resume, subscribers, lambda: bool(stop))
+        rank = _join_processes(load_config(Path(args.resume) / "config.toml"), args)
+        from workbench.refine import Trainer
+
+        trainer = Trainer.resume(_process_dir(args.resume, rank), subscribers, lambda: bool(stop))
     elif args.config:
         config = load_config(args.config)
+        rank = _join_processes(config, args)
+        from workbench.refine import Trainer
+
         run_dir = args.run_dir or config.run.dir or Path("runs") / Path(args.config).stem
-        trainer = Trainer(config, run_dir, subscribers, lambda: bool(stop))
+        trainer = Trainer(config, _process_dir(run_dir, rank), subscribers, lambda: bool(stop))
     else:
         raise UserInputError("give a CONFIG file, or --resume RUNDIR")
     result = trainer.run()
@@ -190,6 +228,34 @@ def _refine(args) -> int:
     print(json.dumps({"status": result.status, "iterations": done,
                       "run_dir": str(result.run_dir), "loss": last}))
     return 0
+
+
+#: ``workbench refine`` options that override a ``[distributed]`` key (dest → key).
+_DISTRIBUTED_OVERRIDES = {"coordinator": "coordinator_address", "num_processes": "num_processes",
+                          "process_id": "process_id"}
+
+
+def _join_processes(config, args) -> int:
+    """Join a multi-process run when ``[distributed]`` (with the command line's overrides) enables
+    it; returns this process's index (0 when alone)."""
+    changes = {f"distributed.{key}": getattr(args, dest) for dest, key in _DISTRIBUTED_OVERRIDES.items()
+               if getattr(args, dest) is not None}
+    if changes or args.distributed:
+        config = config.replace(**changes, **{"distributed.enabled": True})
+    dist = config.distributed
+    if not dist.enabled:
+        return 0
+    from workbench.devices import initialize_distributed
+
+    info = initialize_distributed(dist.coordinator_address, dist.num_processes, dist.process_id,
+                                  dist.local_device_ids, dist.timeout_s)
+    print(json.dumps({"distributed": info}), file=sys.stderr)
+    return info["process_index"]
+
+
+def _process_dir(run_dir, rank: int) -> Path:
+    """Process 0 writes the run directory; process k > 0 its own copy in RUNDIR/process-k."""
+    return Path(run_dir) if rank == 0 else Path(run_dir) / f"process-{rank}"
 
 
 def _pretrain(args) -> int:
@@ -215,7 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default",
                    help="'default' (shipped EANN water), 'qtip4pf', or a model file")
     p.add_argument("--trust", action="store_true", help="allow loading a pickle model file")
-    p.add_argument("--ensemble", choices=["nvt", "nve"], default="nvt")
+    p.add_argument("--ensemble", choices=["nvt", "nve", "npt"], default="nvt",
+                   help="npt: Langevin + Monte Carlo barostat; prints ⟨ρ⟩ with a block error")
+    p.add_argument("--pressure-bar", type=float, default=1.0, help="NPT pressure, bar")
+    p.add_argument("--barostat-every", type=int, default=25, help="NPT: steps between volume trials")
+    p.add_argument("--density-out", default=None, help="NPT: CSV of time, volume and density per frame")
+    p.add_argument("--dispersion-correction", action="store_true",
+                   help="q-TIP4P/F: add the LJ tail energy E_tail(V) (workbench.potentials.dispersion)")
     p.add_argument("--temperature", type=float, default=298.15, help="K")
     p.add_argument("--time-ps", type=float, default=1.0, help="sampled length, ps")
     p.add_argument("--equilibrate-ps", type=float, default=0.0, help="unsaved equilibration, ps")
@@ -232,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "windows from evenly spaced states (and their time-reversed partners), Ṁ by the dipole "
                     "model, the Gaussian-windowed TCF → n·α on 0-4500 cm⁻¹.  Band maxima (with jackknife "
                     "errors over the states) and D are printed as one JSON object.",
-        epilog=_ir_presets_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.format_help = functools.partial(_help_with_presets, p)
     p.add_argument("--model", default="default",
                    help="'default' (the project's default model), 'qtip4pf', or a model file")
     p.add_argument("--trust", action="store_true", help="allow loading a pickle model file")
@@ -283,6 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="TOML config (see examples/ and workbench/refine/config.py)")
     p.add_argument("--resume", metavar="RUNDIR", help="continue the run in RUNDIR from its last checkpoint")
     p.add_argument("--run-dir", help="run directory (overrides run.dir)")
+    p.add_argument("--distributed", action="store_true",
+                   help="join a multi-process run (jax.distributed; settings detected under SLURM, see "
+                        "docs/scale_out.md); implied by the three options below")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="process 0's address (distributed.coordinator_address)")
+    p.add_argument("--num-processes", type=int, metavar="N",
+                   help="processes in the run (distributed.num_processes)")
+    p.add_argument("--process-id", type=int, metavar="I",
+                   help="this process's index (distributed.process_id)")
     p.set_defaults(func=_refine)
 
     p = sub.add_parser("pretrain", help="train an EANN by energy + force matching (TOML config)",

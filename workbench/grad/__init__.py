@@ -15,6 +15,7 @@ from workbench.grad.reweighting import (
     ReweightedAverage,
     effective_sample_size,
     reweighted_average,
+    reweighted_density,
     reweighting_loss_and_grad,
     reweighting_weights,
 )
@@ -39,7 +40,8 @@ __all__ = [
     "ESTIMATORS", "Estimator", "FDCheck", "GradDiagnostics", "GradResult", "ReferenceSamples",
     "ReweightedAverage", "Rollout", "TrajectoryLoss", "VerletDynamics", "compare_estimators",
     "divergence_study", "effective_sample_size", "fd_check", "mdot_observable", "plot_divergence",
-    "reweighted_average", "reweighting_loss_and_grad", "reweighting_weights", "rollout_fn",
+    "reweighted_average", "reweighted_density", "reweighting_loss_and_grad", "reweighting_weights",
+    "rollout_fn",
     "sample_frames", "start_origin_tcf", "suggest_truncation", "tcf_endpoint_loss",
     "trajectory_loss_and_grad", "tree_norm", "tree_relative_error", "window_loss_and_grad",
     "window_pairs", "window_starts",

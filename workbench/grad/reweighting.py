@@ -6,6 +6,8 @@ Samples x_s (s = 1 … S) drawn from the Boltzmann distribution of the reference
     ⟨O⟩_θ ≈ Σ_s w_s(θ) O_s(θ),   w_s(θ) = exp(−β ΔU_s) / Σ_r exp(−β ΔU_r),   ΔU_s = U_θ(x_s) − U_θ₀(x_s)
 
 (in NPT the p V terms of θ and θ₀ cancel for the same sample, so the formula is the same).
+The mass density of NPT samples, ρ_s = Σm / V_s, reweights the same way (``reweighted_density``):
+it depends on θ only through the weights, d⟨ρ⟩/dθ = −β [⟨ρ ∂U/∂θ⟩_w − ⟨ρ⟩_w ⟨∂U/∂θ⟩_w].
 dL/dθ follows by AD through the weights (and through O when it depends on θ, e.g. ⟨U⟩):
 
     d⟨O⟩/dθ = ⟨dO/dθ⟩_w − β [⟨O ∂U/∂θ⟩_w − ⟨O⟩_w ⟨∂U/∂θ⟩_w].
@@ -29,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from workbench.potentials.base import EnergyFn
+from workbench.units import G_PER_CM3_PER_AMU_PER_NM3
 
 #: Static observable ``obs(params, positions, box, pairs) -> array`` of one sample.
 StaticObservableFn = Callable[[Any, jax.Array, jax.Array, jax.Array], Any]
@@ -136,3 +139,20 @@ def reweighting_loss_and_grad(energy_fn: EnergyFn, params, ref: ReferenceSamples
 
     (loss, avg), grad = jax.value_and_grad(objective, has_aux=True)(params)
     return loss, grad, avg
+
+
+def density_observable(total_mass_amu: float) -> StaticObservableFn:
+    """ρ = Σm / V of one sample in g/cm³ (Σm in amu, V = Π box in nm³)."""
+
+    def density(params, positions, box, pairs):
+        return total_mass_amu * G_PER_CM3_PER_AMU_PER_NM3 / jnp.prod(box)
+
+    return density
+
+
+def reweighted_density(energy_fn: EnergyFn, params, ref: ReferenceSamples, total_mass_amu: float,
+                       min_ess_fraction: float = DEFAULT_MIN_ESS_FRACTION,
+                       batch_size: int | None = None) -> ReweightedAverage:
+    """⟨ρ⟩_θ (g/cm³) from NPT samples of θ₀ (``ref.box`` per sample, (S, 3)); differentiable."""
+    return reweighted_average(energy_fn, params, ref, density_observable(total_mass_amu), min_ess_fraction,
+                              batch_size)

@@ -9,16 +9,21 @@ and dL/dθ by the chosen estimator (``"direct"``, ``"checkpoint"`` or ``"adjoint
 ``core.Estimator``).  The rollouts are batched with ``jax.vmap`` (or ``jax.lax.map`` in chunks of
 ``batch_size`` to bound memory); gradients w.r.t. θ are summed over them by AD.  The start
 positions and velocities are constants (no gradient flows into the run that produced them).
+With a device ``mesh`` the rollouts are split over its devices and the gradient is all-reduced
+(``grad.sharding``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 
+from workbench.grad import sharding
 from workbench.grad.adjoint import adjoint_rollout
 from workbench.grad.core import (
     Estimator,
@@ -99,6 +104,10 @@ class TrajectoryLoss:
       batch_size: rollouts evaluated together (``jax.lax.map``); None vmaps all B at once.  With a
         batch size the gradient is taken batch by batch (see ``_two_pass``): memory is bounded by
         one batch for every estimator (direct AD included), for one extra forward pass.
+      mesh: a ``grad.sharding.window_mesh``: the rollouts are split over its devices (each
+        device's share in batches of ``batch_size``), the gradient is taken in two passes and
+        all-reduced in float64 (x64 on), then cast to the parameters' dtype.  Arguments and
+        results are replicated over the mesh.  None: one device, no sharding.
 
     Methods (all jitted; ``pairs`` is one (2, P) list shared by all rollouts or (B, 2, P)):
       ``rollouts(params, positions, velocities, pairs) -> Rollout`` (leading axis B),
@@ -107,22 +116,32 @@ class TrajectoryLoss:
     """
 
     def __init__(self, dynamics: VerletDynamics, n_steps: int, obs_fn: ObservableFn, loss_fn: LossFn,
-                 estimator: str | Estimator = "adjoint", batch_size: int | None = None):
+                 estimator: str | Estimator = "adjoint", batch_size: int | None = None,
+                 mesh: Mesh | None = None):
         self.dynamics = dynamics
         self.n_steps = int(n_steps)
         self.estimator = as_estimator(estimator)
         self.loss_fn = loss_fn
         self.batch_size = batch_size
+        self.mesh = mesh
         self._rollout = rollout_fn(dynamics, self.n_steps, obs_fn, self.estimator)
-        self.rollouts = jax.jit(lambda p, x, v, pairs: self._batched(p, self._probes(x), x, v, pairs))
-        self.loss = jax.jit(lambda p, x, v, pairs: self._objective(p, self._probes(x), x, v, pairs)[0])
-        self.loss_and_grad = jax.jit(self._loss_and_grad)
+        jit = jax.jit if mesh is None else functools.partial(sharding.replicated_jit, mesh)
+        self.rollouts = jit(lambda p, x, v, pairs: self._batched(p, self._probes(x), x, v, pairs))
+        self.loss = jit(lambda p, x, v, pairs: self._objective(p, self._probes(x), x, v, pairs)[0])
+        self.loss_and_grad = jit(self._loss_and_grad)
 
     @staticmethod
     def _probes(positions):
         return jnp.zeros((positions.shape[0], 2), positions.dtype)
 
     def _batched(self, params, probes, positions, velocities, pairs) -> Rollout:
+        if self.mesh is None:
+            return self._local_rollouts(params, probes, positions, velocities, pairs)
+        windowed = (False, True, True, True, pairs.ndim == 3)
+        split = sharding.over_windows(self._local_rollouts, self.mesh, windowed, sharding.WINDOWED)
+        return split(params, probes, positions, velocities, pairs)
+
+    def _local_rollouts(self, params, probes, positions, velocities, pairs) -> Rollout:
         shared = pairs.ndim == 2
 
         def one(args):
@@ -141,7 +160,7 @@ class TrajectoryLoss:
 
     def _loss_and_grad(self, params, positions, velocities, pairs) -> GradResult:
         probes = self._probes(positions)
-        if self.batch_size is None:
+        if self.batch_size is None and self.mesh is None:
             value_and_grad = jax.value_and_grad(self._objective, argnums=(0, 1), has_aux=True)
             (loss, max_disp), (grad, reversal) = value_and_grad(params, probes, positions, velocities, pairs)
         else:
@@ -149,14 +168,27 @@ class TrajectoryLoss:
         diagnostics = GradDiagnostics(tree_norm(grad), jnp.max(max_disp), jnp.max(reversal, axis=0))
         return GradResult(loss, grad, diagnostics)
 
-
     def _two_pass(self, params, probes, positions, velocities, pairs):
         """Gradient batch by batch: dL/dθ = Σ_b (do^b/dθ)ᵀ ∂L/∂o^b with ∂L/∂o from a first forward
         pass, then one VJP per batch of ``batch_size`` rollouts inside ``lax.map``, so only one
-        batch's residuals are alive at a time (costs one extra forward pass)."""
+        batch's residuals are alive at a time (costs one extra forward pass).  With a mesh each
+        device does its share of both passes and the sums are all-reduced."""
         roll = self._batched(params, probes, positions, velocities, pairs)
         loss, loss_vjp = jax.vjp(self.loss_fn, roll.observables)
         (g_obs,) = loss_vjp(jnp.ones_like(loss))
+        args = (params, probes, positions, velocities, pairs, g_obs)
+        if self.mesh is None:
+            grads, reversal = self._local_vjps(*args)
+        else:
+            windowed = (False, True, True, True, pairs.ndim == 3, True)
+            split = sharding.over_windows(self._local_vjps, self.mesh, windowed,
+                                          (sharding.REPLICATED, sharding.WINDOWED), zero_padded=(5,))
+            grads, reversal = split(*args)
+        return loss, roll.max_displacement, sharding.in_dtype_of(params, grads), reversal
+
+    def _local_vjps(self, params, probes, positions, velocities, pairs, g_obs):
+        """(Σ_w (do^w/dθ)ᵀ g_w, per-rollout reversal errors) over these rollouts — over all devices'
+        with a mesh — the sum in ``sharding.accumulation_dtype()``."""
         shared = pairs.ndim == 2
 
         def one(args):
@@ -169,8 +201,14 @@ class TrajectoryLoss:
             return jax.vjp(observables, params, probe)[1](g)
 
         args = (positions, velocities, None if shared else pairs, probes, g_obs)
-        grads, reversal = jax.lax.map(one, args, batch_size=self.batch_size)
-        return loss, roll.max_displacement, jax.tree.map(lambda a: jnp.sum(a, axis=0), grads), reversal
+        if self.batch_size is None:
+            grads, reversal = jax.vmap(one)(args)
+        else:
+            grads, reversal = jax.lax.map(one, args, batch_size=self.batch_size)
+        if self.mesh is not None:
+            return sharding.window_total(grads), reversal
+        acc = sharding.accumulation_dtype()
+        return jax.tree.map(lambda a: jnp.sum(a.astype(acc), axis=0), grads), reversal
 
 
 def trajectory_loss_and_grad(dynamics: VerletDynamics, params, state0: MDState, pairs, n_steps: int,

@@ -11,7 +11,19 @@
 
 from workbench.refine.config import ConfigError, RefineConfig, from_dict, load_config, to_toml
 from workbench.refine.events import ConsoleProgress, EventBus, JSONLWriter, read_jsonl
-from workbench.refine.trainer import RefinementFailed, RefineResult, Trainer, TrainState, refinement_job
+
+_TRAINER_NAMES = ("RefinementFailed", "RefineResult", "Trainer", "TrainState", "refinement_job")
+
+
+def __getattr__(name):
+    """The trainer's names are imported on first use: reading a config must not import jax-md, whose
+    import starts JAX's backends — ``jax.distributed.initialize`` has to come before that."""
+    if name in _TRAINER_NAMES:
+        from workbench.refine import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ConfigError", "ConsoleProgress", "EventBus", "JSONLWriter", "RefineConfig", "RefineResult",

@@ -9,16 +9,20 @@ key (``md.dt_fs: must be > 0, got -1``).
     [system]       structure, model, cutoff_nm, temperature_K, params (initial parameter overrides)
     [dipole]       model, params
     [md]           dt_fs, gamma_per_ps, equilibrate_ps, sampling_ps, n_windows, time_reversal,
-                   truncation_fs, estimator, window_batch, skin_nm
+                   truncation_fs, estimator, window_batch, devices, skin_nm
     [loss.ir]      weight, target, mode, normalise, grid_step_cm, ranges_cm, range_weights, window,
                    sigma_ps, quantum_correction
     [loss.diffusion]       weight, target_nm2_per_ps, finite_size_correction, viscosity_mPa_s
     [loss.force_matching]  weight, data, energy_weight, max_frames
     [loss.rdf]     weight, target, pair, r_max_nm, n_bins, smearing_nm, min_ess_fraction
+    [loss.density] weight, target_g_cm3, pressure_bar, equilibrate_ps, sampling_ps, n_samples,
+                   barostat_every, min_ess_fraction
     [loss.l2]      weight
     [train.potential], [train.dipole]   enabled, lr, params, parameterisation
     [optimizer]    name, schedule, decay_rate, final_fraction, clip_norm, b1, b2
     [safety]       max_rollbacks, max_temperature_factor, max_energy_drift_kT
+    [distributed]  enabled, coordinator_address, num_processes, process_id, local_device_ids,
+                   timeout_s (multi-process runs, see docs/scale_out.md)
 
 Paths of input files (structure, model, spectra, data) are relative to the config file's folder;
 ``run.dir`` is relative to the working directory (default ``runs/<config file stem>``).
@@ -54,7 +58,8 @@ class RunConfig:
     dir: str | None = _opt(None, "run directory (relative to the working directory)")
     seed: int = _opt(0, "seed of every random number (thermostat, initial velocities)", ge=0)
     iterations: int = _opt(10, "number of refinement iterations", ge=1)
-    precision: str = _opt("float64", "dtype of the MD state", choices=("float64", "float32"))
+    precision: str = _opt("auto", "dtype of the MD state ('auto': float32 on GPU/TPU, float64 on CPU)",
+                          choices=("auto", "float64", "float32"))
     keep_checkpoints: int = _opt(3, "checkpoints kept (≥ 2: a rollback needs the one before last)", ge=2)
     plots: bool = _opt(True, "write PNG plots at the end")
 
@@ -69,9 +74,14 @@ class SystemConfig:
     params: dict[str, float] = _opt(None, "initial values of named scalar potential parameters", factory=dict)
 
 
+#: Built-in dipole models of ``[dipole] model`` (anything else names a DeepDipole .npz file).
+DIPOLE_NAMES = ("qtip4pf", "qtip4pf-twin", "charge_flux", "none")
+
+
 @dataclasses.dataclass(frozen=True)
 class DipoleConfig:
-    model: str = _opt("qtip4pf", "dipole model", choices=("qtip4pf", "qtip4pf-twin", "charge_flux", "none"))
+    model: str = _opt("qtip4pf", "dipole model: " + ", ".join(map(repr, DIPOLE_NAMES))
+                      + " or a DeePMD DeepDipole model file (.npz, workbench ir --dipole)")
     params: dict[str, float] = _opt(None, "initial values of named dipole parameters", factory=dict)
 
 
@@ -85,7 +95,9 @@ class MDSettings:
     time_reversal: bool = _opt(True, "also run each window from the frame with flipped velocities")
     truncation_fs: float = _opt(200.0, "window (TCF and gradient truncation) length τ (fs)", gt=0.0)
     estimator: str = _opt("adjoint", "gradient estimator", choices=("adjoint", "checkpoint", "direct"))
-    window_batch: int = _opt(0, "windows per compiled call, a divisor of the window count (0: all)", ge=0)
+    window_batch: int = _opt(0, "windows per compiled call, a divisor of the window count (0: all on CPU, "
+                                "as many as fit in memory on GPU/TPU)", ge=0)
+    devices: int = _opt(0, "devices the windows are split over (0: all, of every process)", ge=0)
     skin_nm: float = _opt(0.1, "pair-list skin (nm)", gt=0.0)
 
     @property
@@ -154,6 +166,18 @@ class RDFLossConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DensityLossConfig:
+    weight: float = _opt(0.0, "weight of ((⟨ρ⟩ − ρ_target)/ρ_target)², ⟨ρ⟩ reweighted NPT samples", ge=0.0)
+    target_g_cm3: float = _opt(0.997, "target mass density (g/cm³; water 298 K, 1 bar: 0.997)", gt=0.0)
+    pressure_bar: float = _opt(1.0, "pressure of the NPT sampling (bar)")
+    equilibrate_ps: float = _opt(1.0, "NPT equilibration before each new set of samples (ps)", ge=0.0)
+    sampling_ps: float = _opt(2.0, "NPT run that gives the samples (ps)", gt=0.0)
+    n_samples: int = _opt(20, "NPT frames kept as the reweighting reference", ge=2)
+    barostat_every: int = _opt(25, "MD steps between Monte Carlo volume trials", ge=1)
+    min_ess_fraction: float = _opt(0.5, "resample (new NPT run) when N_eff/S falls below", gt=0.0, le=1.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class L2Config:
     weight: float = _opt(0.0, "weight of ‖u‖², u the parameter change in optimiser coordinates", ge=0.0)
 
@@ -164,6 +188,7 @@ class LossConfig:
     diffusion: DiffusionLossConfig = _opt(None, "diffusion loss", factory=DiffusionLossConfig)
     force_matching: ForceMatchingConfig = _opt(None, "force matching", factory=ForceMatchingConfig)
     rdf: RDFLossConfig = _opt(None, "RDF loss by reweighting", factory=RDFLossConfig)
+    density: DensityLossConfig = _opt(None, "density loss (reweighting)", factory=DensityLossConfig)
     l2: L2Config = _opt(None, "L2 penalty on the parameter change", factory=L2Config)
 
     @property
@@ -213,6 +238,17 @@ class SafetyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    enabled: bool = _opt(False, "call jax.distributed.initialize (one process per host or GPU)")
+    coordinator_address: str = _opt("", "host:port of process 0 ('': detected, e.g. under SLURM)")
+    num_processes: int | None = _opt(None, "number of processes (default: detected)", ge=1)
+    process_id: int | None = _opt(None, "this process's index, 0 … num_processes − 1 (default: detected)",
+                                  ge=0)
+    local_device_ids: list[int] = _opt(None, "devices of this process (default: all visible)", factory=list)
+    timeout_s: int = _opt(300, "seconds to wait for all processes to connect", ge=1)
+
+
+@dataclasses.dataclass(frozen=True)
 class RefineConfig:
     """The whole refinement config (see the module docstring); ``base_dir`` resolves input paths."""
 
@@ -224,6 +260,7 @@ class RefineConfig:
     train: TrainConfig = _opt(None, "trainable groups", factory=TrainConfig)
     optimizer: OptimizerConfig = _opt(None, "optimiser", factory=OptimizerConfig)
     safety: SafetyConfig = _opt(None, "rollback settings", factory=SafetyConfig)
+    distributed: DistributedConfig = _opt(None, "multi-process (multi-host) run", factory=DistributedConfig)
     base_dir: str = dataclasses.field(default=".", compare=False, metadata={"internal": True})
 
     def __post_init__(self):
@@ -238,12 +275,14 @@ class RefineConfig:
         """A copy whose input-file paths are absolute and whose ``run.dir`` is ``run_dir``: the
         config written into a run directory, valid wherever it is read from."""
         changes = {"run.dir": str(Path(run_dir).resolve())}
-        keep = {"system.structure": "default", "system.model": None, "loss.ir.target": "experiment",
+        keep = {"system.structure": "default", "system.model": None, "dipole.model": None,
+                "loss.ir.target": "experiment",
                 "loss.force_matching.data": "", "loss.rdf.target": ""}
         for dotted, special in keep.items():
             section, key = dotted.rsplit(".", 1)
             value = getattr(_section(self, section), key)
-            if value and value != special and (dotted != "system.model" or self.path(value).exists()):
+            named = dotted in ("system.model", "dipole.model")  # a name, or a file when one exists
+            if value and value != special and (not named or self.path(value).exists()):
                 changes[dotted] = str(self.path(value).resolve())
         return self.replace(**changes)
 
@@ -289,18 +328,30 @@ def _cross_checks(cfg: RefineConfig) -> None:
             raise ConfigError(f"loss.ir.ranges_cm: ranges must not overlap, got {a} and {b}")
     if any(w < 0 for w in ir.range_weights):
         raise ConfigError(f"loss.ir.range_weights: must be ≥ 0, got {ir.range_weights}")
-    if not (loss.window_terms or loss.force_matching.weight or loss.rdf.weight or loss.l2.weight):
+    if not (loss.window_terms or loss.force_matching.weight or loss.rdf.weight or loss.density.weight
+            or loss.l2.weight):
         raise ConfigError("loss: every loss weight is 0; set e.g. loss.ir.weight > 0")
+    if cfg.dipole.model not in DIPOLE_NAMES and not cfg.dipole.model.endswith(".npz"):
+        raise ConfigError(f"dipole.model: must be one of {', '.join(map(repr, DIPOLE_NAMES))} or a "
+                          f"DeepDipole .npz file, got {cfg.dipole.model!r}")
     if ir.weight > 0 and cfg.dipole.model == "none":
         raise ConfigError("dipole.model: the IR loss needs a dipole model, got 'none'")
     if loss.force_matching.weight > 0 and not loss.force_matching.data:
         raise ConfigError("loss.force_matching.data: required when loss.force_matching.weight > 0")
     if loss.rdf.weight > 0 and not loss.rdf.target:
         raise ConfigError("loss.rdf.target: required when loss.rdf.weight > 0")
+    density = loss.density
+    if density.weight > 0 and density.n_samples * md.dt_fs * 1e-3 > density.sampling_ps:
+        raise ConfigError(f"loss.density.sampling_ps: {density.sampling_ps} ps is shorter than one time step "
+                          f"per sample ({density.n_samples} samples of md.dt_fs = {md.dt_fs} fs)")
     if len(loss.rdf.pair) != 2:
         raise ConfigError(f"loss.rdf.pair: must name two elements, got {loss.rdf.pair}")
     if not cfg.train.groups:
         raise ConfigError("train: no trainable group; enable train.potential or train.dipole")
+    n_proc, rank = cfg.distributed.num_processes, cfg.distributed.process_id
+    if n_proc is not None and rank is not None and rank >= n_proc:
+        raise ConfigError(f"distributed.process_id: must be < distributed.num_processes = {n_proc}, "
+                          f"got {rank}")
     if cfg.train.dipole.enabled and cfg.dipole.model == "none":
         raise ConfigError("train.dipole.enabled: there is no dipole model to train (dipole.model = 'none')")
 

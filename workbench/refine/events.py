@@ -14,7 +14,8 @@ subscribers (callables taking one event) receive them in order.  Kinds and keys:
                position_target, fwhm_sim, fwhm_target, height_sim, height_target}} (IR, cm⁻¹),
                diffusion_nm2_per_ps (finite-size corrected when configured; diffusion only),
                reversal_error [nm, nm/ps], max_displacement_nm, energy_drift_kT_per_atom,
-               temperature_K (NVT mean), ess {"rdf": N_eff/S} (reweighting only),
+               temperature_K (NVT mean), ess {"rdf" | "density": N_eff/S} (reweighting only),
+               density_g_cm3 (reweighted ⟨ρ⟩_θ; density loss only),
                warnings [str], wall_time_s
 ``rollback``   iteration (that failed), reason, restored_iteration, lr_factor (after halving), attempt
 ``run_end``    status ("completed" | "stopped" | "gave_up"), iteration, message

@@ -30,6 +30,11 @@ samples of θ₀ with a Gaussian-smeared histogram g_s, and
 
     L_RDF = Σ_b (⟨g⟩_θ(r_b) − g_tgt(r_b))² / Σ_b g_tgt(r_b)²                        [1]
 
+Density by reweighting NPT samples of θ₀ (Monte Carlo barostat, ``workbench.md.barostat``):
+⟨ρ⟩_θ = Σ_s w_s(θ) Σm / V_s (``grad.reweighting.reweighted_density``; the p V terms cancel), and
+
+    L_ρ = ((⟨ρ⟩_θ − ρ_target) / ρ_target)²   (``relative_error_loss``)                 [1]
+
 L2:  L_L2 = Σ ‖u‖² over the trained groups, u the optimiser coordinates (``refine.parameters``).
 """
 

@@ -105,7 +105,15 @@ def load_dipole(cfg: RefineConfig) -> DipoleModel | None:
     makers = {"qtip4pf": qtip4pf_dipole, "qtip4pf-twin": twin_dipole, "charge_flux": charge_flux_dipole}
     if cfg.dipole.model == "none":
         return None
-    model = makers[cfg.dipole.model]()
+    if cfg.dipole.model in makers:
+        model = makers[cfg.dipole.model]()
+    else:
+        from workbench.observables.deepmd_dipole import deepmd_dipole_model
+
+        path = cfg.path(cfg.dipole.model)
+        if not path.is_file():
+            raise ConfigError(f"dipole.model: DeepDipole file {path} does not exist")
+        model = deepmd_dipole_model(path)
     if cfg.dipole.params:
         model = model.replace(params=with_values(model.params, cfg.dipole.params, "dipole.params:"))
     return model

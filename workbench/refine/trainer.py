@@ -5,7 +5,9 @@ Iteration k (k = 1 … ``run.iterations``), with θ = θ(u) the current paramete
 1. NVT sampling with θ, continuing from the previous iteration's last state: K window starts
    (``refine.windows``).
 2. NVE windows from them (and their time reversals); the window loss L_win(signals) (IR, diffusion)
-   and its cotangents; static terms (force matching, RDF by reweighting, L2) evaluated on θ(u).
+   and its cotangents; static terms (force matching, RDF and density by reweighting, L2) evaluated
+   on θ(u).  A reweighting term keeps its reference samples (NVT frames for the RDF, frames of an NPT
+   run with θ for the density) while their N_eff/S at θ stays above its ``min_ess_fraction``.
 3. dL/du = Jᵀ(dL_win/dθ, dL_win/dφ) + ∇_u L_static, with J the Jacobian of u ↦ (θ, φ)
    (``refine.parameters``); each group's optax transform (clip → Adam or SGD → schedule) gives its
    update, multiplied by the learning-rate factor f (1, halved at every rollback).
@@ -41,10 +43,20 @@ import numpy as np
 import optax
 
 from workbench.errors import UserInputError
-from workbench.grad.reweighting import ReferenceSamples, reweighted_average
+from workbench.grad.reweighting import (
+    ReferenceSamples,
+    effective_sample_size,
+    reweighted_average,
+    reweighted_density,
+    reweighting_weights,
+    sample_energies,
+)
+from workbench.md import MDConfig, NPTRunner
+from workbench.md.neighbor import box_pairs_per_frame
 from workbench.observables import ir
 from workbench.observables.diffusion import yeh_hummer_correction
 from workbench.observables.spectrum_io import Spectrum, write_spectrum_csv
+from workbench.potentials.base import all_pairs
 from workbench.refine import checkpoint as ckpt
 from workbench.refine import losses
 from workbench.refine.config import ConfigError, RefineConfig, load_config, to_toml
@@ -56,6 +68,8 @@ from workbench.units import KB
 
 CONFIG_NAME = "config.toml"
 METRICS_NAME = "metrics.jsonl"
+#: Arrays of a reweighting reference in ``TrainState.references`` and checkpoints (``ref/<term>/<name>``).
+REFERENCE_ARRAYS = ("positions", "energies", "boxes")
 
 
 class RefinementFailed(UserInputError):
@@ -70,7 +84,8 @@ class TrainState:
     group → optax state; key: PRNG key (uint32[2]); md_positions/md_velocities: last NVT state;
     lr_factor: learning-rate factor f; rollbacks: rollbacks since the iteration that last failed
     (``failed_at``) last completed; history: events so far;
-    pair_capacity: window pair-list rows; rdf_positions/rdf_energies: reweighting reference samples.
+    pair_capacity: window pair-list rows; references: reweighting reference samples of the static
+    terms, term ("rdf", "density") → (positions (S, N, 3), energies U_θ_ref (S,), boxes (S, 3) or None).
     """
 
     iteration: int
@@ -84,8 +99,7 @@ class TrainState:
     failed_at: int = 0
     history: tuple = ()
     pair_capacity: int | None = None
-    rdf_positions: np.ndarray | None = None
-    rdf_energies: np.ndarray | None = None
+    references: dict = dataclasses.field(default_factory=dict)
 
     def replace(self, **changes) -> TrainState:
         return dataclasses.replace(self, **changes)
@@ -163,6 +177,11 @@ class Trainer:
         if self.problem.reference is not None:
             self.fm_pairs = self.engine.pairs_for(self.problem.reference.positions)
         self._jit_window_loss()
+        loss = config.loss
+        self._weights = {"ir": loss.ir.weight, "diffusion": loss.diffusion.weight,
+                         "force_matching": loss.force_matching.weight, "rdf": loss.rdf.weight,
+                         "density": loss.density.weight, "l2": loss.l2.weight}
+        self._npt = None
         self._total_grad = jax.jit(jax.value_and_grad(self._total_fn, has_aux=True))
         self._params = jax.jit(self.params)
 
@@ -255,7 +274,7 @@ class Trainer:
         return yeh_hummer_correction(float(np.min(self.problem.system.box)), self.config.system.temperature_K,
                                      dcfg.viscosity_mPa_s)
 
-    def _total_fn(self, u, g_theta, g_phi, rdf):
+    def _total_fn(self, u, g_theta, g_phi, refs):
         """Linear surrogate ⟨g, (θ, φ)(u)⟩ plus the static terms: its u-gradient is dL/du."""
         cfg = self.config
         theta, phi = self.params(u)
@@ -272,20 +291,23 @@ class Trainer:
                 energy_fn, theta, jnp.asarray(ref.positions), box, self.fm_pairs, jnp.asarray(ref.energies),
                 jnp.asarray(ref.forces), cfg.loss.force_matching.energy_weight)
         if cfg.loss.rdf.weight > 0:
-            avg = reweighted_average(energy_fn, theta, self._rdf_samples(*rdf),
+            avg = reweighted_average(energy_fn, theta, self._samples(*refs["rdf"]),
                                      self._rdf_observable, cfg.loss.rdf.min_ess_fraction)
             terms["rdf"] = losses.rdf_loss(avg.value, self.problem.rdf_target)
-            aux["ess_rdf"] = avg.ess_fraction
+            aux["ess"] = {"rdf": avg.ess_fraction}
+        if cfg.loss.density.weight > 0:
+            avg = reweighted_density(energy_fn, theta, self._samples(*refs["density"]),
+                                     float(np.sum(system.masses)), cfg.loss.density.min_ess_fraction)
+            terms["density"] = losses.relative_error_loss(avg.value, cfg.loss.density.target_g_cm3)
+            aux["ess"] = {**aux.get("ess", {}), "density": avg.ess_fraction}
+            aux["density"] = avg.value
         if cfg.loss.l2.weight > 0:
             terms["l2"] = losses.l2_penalty(u)
-        weights = {"force_matching": cfg.loss.force_matching.weight, "rdf": cfg.loss.rdf.weight,
-                   "l2": cfg.loss.l2.weight}
-        static = sum(weights[k] * v for k, v in terms.items())
+        static = sum(self._weights[k] * v for k, v in terms.items())
         return linear + static, {"terms": terms, **aux}
 
-    def _rdf_samples(self, positions, energies, pairs) -> ReferenceSamples:
-        return ReferenceSamples(positions, energies, jnp.asarray(self.problem.system.box), pairs,
-                                KB * self.config.system.temperature_K)
+    def _samples(self, positions, energies, box, pairs) -> ReferenceSamples:
+        return ReferenceSamples(positions, energies, box, pairs, KB * self.config.system.temperature_K)
 
     def _rdf_observable(self, params, x, box, pairs):
         sym = np.asarray(self.problem.system.symbols)
@@ -320,8 +342,9 @@ class Trainer:
             arrays.update({f"base/{g}/{n}": np.asarray(v) for n, v in _leaves(self.groups[g]).items()})
             arrays.update({f"opt/{g}/{i}": np.asarray(leaf)
                            for i, leaf in enumerate(jax.tree.leaves(state.opt_state[g]))})
-        if state.rdf_positions is not None:
-            arrays.update(rdf_positions=state.rdf_positions, rdf_energies=state.rdf_energies)
+        for term, samples in state.references.items():
+            arrays.update({f"ref/{term}/{name}": a for name, a in zip(REFERENCE_ARRAYS, samples, strict=True)
+                           if a is not None})
         for name, a in arrays.items():
             if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
                 raise IterationFailure(f"non-finite values in {name}; not checkpointed")
@@ -347,8 +370,7 @@ class Trainer:
             opt_state[g] = jax.tree.unflatten(jax.tree.structure(template), leaves)
         return TrainState(meta["iteration"], u, opt_state, arrays["key"], arrays["md_positions"],
                           arrays["md_velocities"], meta["lr_factor"], meta["rollbacks"], meta["failed_at"],
-                          tuple(meta["history"]), meta["pair_capacity"], arrays.get("rdf_positions"),
-                          arrays.get("rdf_energies"))
+                          tuple(meta["history"]), meta["pair_capacity"], _references(arrays))
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> RefineResult:
@@ -436,15 +458,17 @@ class Trainer:
             if engine.builder is not None and diag["max_displacement_nm"] >= 0.5 * cfg.md.skin_nm:
                 warnings.append(f"an atom moved {diag['max_displacement_nm']:.3f} nm ≥ skin/2 in a window: "
                                 "raise md.skin_nm")
-        rdf_x, rdf_e = self._rdf_reference(state, theta, frames)
-        rdf = None if rdf_x is None else (jnp.asarray(rdf_x), jnp.asarray(rdf_e), engine.pairs_for(rdf_x))
-        (_, static_aux), grad_u = self._total_grad(state.u, g_theta, g_phi, rdf)
+        references = {}
+        if cfg.loss.rdf.weight > 0:
+            references["rdf"] = self._reference("rdf", state, theta, lambda: (frames.positions, None))
+        if cfg.loss.density.weight > 0:
+            references["density"] = self._reference(
+                "density", state, theta, lambda: self._npt_samples(theta, frames, jax.random.fold_in(sub, 1)))
+        refs = {term: self._reference_arrays(*samples) for term, samples in references.items()}
+        (_, static_aux), grad_u = self._total_grad(state.u, g_theta, g_phi, refs)
         terms = {**window_aux["terms"], **static_aux["terms"]}
-        weights = {"ir": cfg.loss.ir.weight, "diffusion": cfg.loss.diffusion.weight,
-                   "force_matching": cfg.loss.force_matching.weight, "rdf": cfg.loss.rdf.weight,
-                   "l2": cfg.loss.l2.weight}
         loss = {n: float(val) for n, val in terms.items()}
-        loss["total"] = float(sum(weights[n] * val for n, val in loss.items()))
+        loss["total"] = float(sum(self._weights[n] * val for n, val in loss.items()))
         grad_norm = {g: float(optax.tree.norm(grad_u[g])) for g in self.groups}
         grad_norm["total"] = float(optax.tree.norm(grad_u))
         if not all(np.isfinite(list(loss.values()))) or not np.isfinite(grad_norm["total"]):
@@ -468,34 +492,79 @@ class Trainer:
             event["bands"] = band_metrics(self.problem.ir.grid, spectrum, self.problem.ir.values)
         if "diffusion" in window_aux:
             event["diffusion_nm2_per_ps"] = float(window_aux["diffusion"])
-        if "ess_rdf" in static_aux:
-            event["ess"] = {"rdf": float(static_aux["ess_rdf"])}
+        if "ess" in static_aux:
+            event["ess"] = {term: float(f) for term, f in static_aux["ess"].items()}
+        if "density" in static_aux:
+            event["density_g_cm3"] = float(static_aux["density"])
         event["wall_time_s"] = time.perf_counter() - t0
         event = jsonable(event)
         rollbacks = 0 if k >= state.failed_at else state.rollbacks  # reset once past the failure
         new = TrainState(k, u, opt_state, np.asarray(key), frames.last_positions, frames.last_velocities,
                          state.lr_factor, rollbacks, state.failed_at, state.history + (event,),
-                         engine.pair_capacity, rdf_x, rdf_e)
+                         engine.pair_capacity, references)
         self._save(new)
         self.bus.emit(event)
         return new
 
-    def _rdf_reference(self, state: TrainState, theta, frames):
-        """Reweighting reference samples: kept while N_eff/S ≥ min_ess_fraction, else the current frames."""
-        if self.config.loss.rdf.weight <= 0:
-            return None, None
-        energy_fn = self.problem.potential.energy_fn
-        if state.rdf_positions is not None:
-            x = state.rdf_positions
-            ref = self._rdf_samples(jnp.asarray(x), jnp.asarray(state.rdf_energies), self.engine.pairs_for(x))
-            avg = reweighted_average(energy_fn, theta, ref, self._rdf_observable)
-            if not bool(avg.needs_resampling):
-                return state.rdf_positions, state.rdf_energies
-        x = np.asarray(frames.positions)
-        ref = ReferenceSamples.from_positions(energy_fn, theta, jnp.asarray(x),
-                                              jnp.asarray(self.problem.system.box), self.engine.pairs_for(x),
-                                              KB * self.config.system.temperature_K)
-        return x, np.asarray(ref.energies)
+    def _reference(self, term: str, state: TrainState, theta, new_samples):
+        """Reweighting reference (positions, energies, boxes) of a static term: the stored one while
+        its N_eff/S ≥ ``loss.<term>.min_ess_fraction`` at θ, else ``new_samples()`` → (positions, boxes
+        or None) of the current θ with U_θ evaluated here."""
+        stored = state.references.get(term)
+        if stored is not None:
+            ref = self._samples(*self._reference_arrays(*stored))
+            ess = effective_sample_size(reweighting_weights(self.problem.potential.energy_fn, theta, ref))
+            if float(ess) / ref.n_samples >= getattr(self.config.loss, term).min_ess_fraction:
+                return stored
+        x, boxes = new_samples()
+        ref = self._samples(*self._reference_arrays(x, np.zeros(len(x)), boxes))
+        energies = sample_energies(self.problem.potential.energy_fn, theta, ref)
+        return np.asarray(x), np.asarray(energies), boxes
+
+    def _reference_arrays(self, positions, energies, boxes):
+        """(positions, energies, box, pairs) for ``ReferenceSamples``: the system's box and the
+        window pair lists, or per-sample boxes (NPT) with lists built in each sample's box."""
+        x = jnp.asarray(positions)
+        if boxes is None:
+            return x, jnp.asarray(energies), jnp.asarray(self.problem.system.box), self.engine.pairs_for(x)
+        potential = self.engine.potential
+        pairs = all_pairs(x.shape[1]) if potential.cutoff is None else \
+            box_pairs_per_frame(x, boxes, potential.cutoff + self.config.md.skin_nm)
+        return x, jnp.asarray(energies), jnp.asarray(boxes), pairs
+
+    def _npt_samples(self, theta, frames, key):
+        """``loss.density.n_samples`` NPT frames (positions, boxes) of θ over ``sampling_ps``, after
+        ``equilibrate_ps`` of NPT from the iteration's last NVT state (Monte Carlo barostat)."""
+        dcfg, runner = self.config.loss.density, self._npt_runner()
+        every = runner.config.sample_every
+        try:
+            state, pairs = runner.init(frames.last_positions, frames.last_velocities, params=theta)
+            n_eq = int(round(dcfg.equilibrate_ps / self.config.md.dt_ps / every))
+            if n_eq:
+                state, pairs, key, _ = runner.run(state, pairs, n_eq, params=theta, key=key, store=False,
+                                                  stage="equilibrate", stop_requested=self.stop_requested)
+            _, _, _, out = runner.run(state, pairs, dcfg.n_samples, params=theta, key=key,
+                                      stop_requested=self.stop_requested)
+        except (FloatingPointError, RuntimeError) as err:
+            raise IterationFailure(f"NPT sampling for the density loss failed: {err}") from err
+        if self.stop_requested():
+            raise Stopped
+        positions, boxes = np.asarray(out[0], float), np.asarray(out[3], float)
+        if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(boxes))):
+            raise IterationFailure("NPT sampling for the density loss produced non-finite positions or boxes")
+        return positions, boxes
+
+    def _npt_runner(self) -> NPTRunner:
+        if self._npt is None:
+            md, dcfg = self.config.md, self.config.loss.density
+            self._npt = NPTRunner(self.engine.potential, self.problem.system, MDConfig(
+                ensemble="npt", temperature_K=self.config.system.temperature_K, dt=md.dt_ps,
+                gamma=md.gamma_per_ps,
+                sample_every=max(1, int(round(dcfg.sampling_ps / dcfg.n_samples / md.dt_ps))),
+                precision=np.dtype(self.engine.dtype).name,
+                skin=md.skin_nm, chunk_frames=dcfg.n_samples, seed=self.config.run.seed,
+                pressure_bar=dcfg.pressure_bar, barostat_every=dcfg.barostat_every))
+        return self._npt
 
     def _reported_params(self, u) -> dict:
         """Current values of the trained leaves of small groups (≤ 64 numbers)."""
@@ -574,6 +643,12 @@ def band_metrics(grid, simulated, target, bands=ir.WATER_BANDS) -> dict:
 def _leaves(group: ParameterGroup) -> dict:
     values = dict(zip(leaf_names(group.base), jax.tree.leaves(group.base), strict=True))
     return {n: np.asarray(values[n]) for n in group.names}
+
+
+def _references(arrays: dict) -> dict:
+    """TrainState.references from checkpoint arrays ``ref/<term>/<name>`` (boxes absent: None)."""
+    terms = {key.split("/")[1] for key in arrays if key.startswith("ref/")}
+    return {t: tuple(arrays.get(f"ref/{t}/{name}") for name in REFERENCE_ARRAYS) for t in sorted(terms)}
 
 
 def _json_line(event: dict) -> str:

@@ -18,6 +18,13 @@ window).  This is exact (the chain rule with the cotangents held fixed), needs m
 only and lets the caller stop between batches.  Pass 2 reruns the forward windows, so a gradient
 costs one extra forward pass.
 
+Devices.  Every batch is split over the devices of ``md.devices`` (``grad.sharding``: a 1-D mesh,
+all processes' devices in a ``jax.distributed`` run); the VJP sums are all-reduced and, like the
+sum over batches and the signals the TCFs are averaged from, kept in float64 (x64 on).
+``md.window_batch = 0`` sizes the batch from device memory on an accelerator (one window's compiled
+gradient, ``devices.windows_per_batch``) and takes all windows at once on CPU.  ``precision =
+"auto"`` is float32 on an accelerator, float64 on CPU (``devices.default_precision``).
+
 Trainable dipole parameters φ.  The rollouts' observable must not depend on traced values, so when
 φ is trained the features are the states (x, v) themselves and Ṁ = J_M(x; φ)·v is formed outside
 the rollout; ∇_φ comes from the same surrogate.  With φ fixed, the feature is Ṁ itself (O(1) memory
@@ -33,7 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from workbench.grad import VerletDynamics, rollout_fn, window_pairs, window_starts
+from workbench import devices
+from workbench.grad import VerletDynamics, rollout_fn, sharding, window_pairs, window_starts
 from workbench.grad.windows import mdot_observable
 from workbench.md import MDConfig, MDRunner, integrators
 from workbench.md.integrators import kinetic_energy, maxwell_boltzmann, remove_com_velocity
@@ -42,7 +50,7 @@ from workbench.md.simulate import chunk_summary
 from workbench.observables import diffusion
 from workbench.observables.dipole import DipoleModel, dipole_and_derivative
 from workbench.potentials.base import Potential
-from workbench.refine.config import MDSettings
+from workbench.refine.config import ConfigError, MDSettings
 from workbench.system import System
 from workbench.units import KB
 
@@ -75,7 +83,8 @@ class WindowEngine:
     Args:
       potential, system: the model and the box (fixed volume).
       dipole: dipole model for Ṁ, or None without an IR term.
-      md: the ``[md]`` settings; temperature_K: bath temperature; precision: state dtype.
+      md: the ``[md]`` settings; temperature_K: bath temperature; precision: state dtype
+        ("float64", "float32" or "auto", see the module docstring).
       signals: which window signals to produce: subset of {"mdot", "vacf"}.
       train_dipole: whether gradients w.r.t. the dipole parameters are needed.
       seed: seed of the initial velocities when the system has none.
@@ -84,6 +93,12 @@ class WindowEngine:
     def __init__(self, potential: Potential, system: System, dipole: DipoleModel | None, md: MDSettings,
                  temperature_K: float, precision: str, signals, train_dipole: bool = False, seed: int = 0):
         self.system, self.md, self.temperature_K = system, md, float(temperature_K)
+        precision = devices.resolve_precision(precision)
+        try:
+            self.mesh = sharding.window_mesh(md.devices)
+        except ValueError as err:
+            raise ConfigError(f"md.devices: {err}") from err
+        self._batch_sizes: dict[int, int] = {}
         self.signals = tuple(sorted(signals))
         self.dipole, self.train_dipole = dipole, bool(train_dipole and "mdot" in self.signals)
         self.dtype = jnp.float64 if precision == "float64" else jnp.float32
@@ -107,8 +122,8 @@ class WindowEngine:
         self._init_state = jax.jit(lambda p, x, v, pairs: integrators.init_state(
             self.dynamics.energy_and_forces, p, x, v, pairs))
         self._rollout = rollout_fn(self.dynamics, md.window_steps, self._features_fn(), md.estimator)
-        self._forward = jax.jit(self._forward_batch)
-        self._vjp = jax.jit(self._vjp_batch)
+        self._forward = sharding.replicated_jit(self.mesh, self._sharded_forward)
+        self._vjp = sharding.replicated_jit(self.mesh, self._sharded_vjp)
 
     # -- sampling ---------------------------------------------------------------------------
     def initial_state(self):
@@ -253,17 +268,58 @@ class WindowEngine:
         g_p, g_dp, reversal = jax.grad(surrogate, argnums=(0, 1, 2))(params, dipole_params, probes)
         return g_p, g_dp, jnp.max(reversal, axis=0)
 
-    def _batches(self, n: int):
-        b = self.md.batch
+    def _sharded_forward(self, params, dipole_params, x, v, pairs):
+        windowed = (False, False, True, True, pairs.ndim == 3)
+        split = sharding.over_windows(self._forward_batch, self.mesh, windowed, sharding.WINDOWED)
+        return split(params, dipole_params, x, v, pairs)
+
+    def _sharded_vjp(self, params, dipole_params, x, v, pairs, cotangents):
+        """(Σ_w dL/dθ, Σ_w dL/dφ) over the batch, all-reduced in float64, and the max reversal error."""
+        def local(p, dp, xs, vs, prs, cot):
+            g_p, g_dp, reversal = self._vjp_batch(p, dp, xs, vs, prs, cot)
+            return sharding.window_total((g_p, g_dp), axis=None), jax.lax.pmax(reversal, sharding.AXIS)
+
+        split = sharding.over_windows(local, self.mesh, (False, False, True, True, pairs.ndim == 3, True),
+                                      sharding.REPLICATED, zero_padded=(5,))
+        (g_p, g_dp), reversal = split(params, dipole_params, x, v, pairs, cotangents)
+        return g_p, g_dp, reversal
+
+    def compile_gradient(self, params, dipole_params, x, v, pairs):
+        """Trace and compile the gradient program for a batch shaped like ``x`` ahead of use (it may
+        run on another thread while MD runs: XLA releases the GIL); later gradient calls with the
+        same shapes and types find it in JAX's cache.  Returns the compiled program."""
+        args = (params, dipole_params, x, v, pairs)
+        cotangents = jax.eval_shape(self._forward, *args)[0]
+        return self._vjp.lower(*args, cotangents).compile()
+
+    def window_batch(self, params, dipole_params, x, v, pairs) -> int:
+        """Windows per compiled call: ``md.window_batch``; else, where the device reports its memory
+        (GPU/TPU), the most that fit (``devices.windows_per_batch`` from the compiled gradient of one
+        window per device); else (CPU) all of them."""
+        n = x.shape[0]
+        memory = devices.device_memory_bytes(self.mesh.local_devices[0])
+        if self.md.window_batch or memory is None:
+            return self.md.window_batch or n
+        if n not in self._batch_sizes:
+            one = slice(0, min(self.mesh.size, n))
+            stats = self.compile_gradient(params, dipole_params, x[one], v[one],
+                                          _take(pairs, one)).memory_analysis()
+            self._batch_sizes[n] = devices.windows_per_batch(devices.peak_bytes(stats), n, self.mesh.size,
+                                                              memory)
+        return self._batch_sizes[n]
+
+    def _batches(self, params, dipole_params, x, v, pairs):
+        n, b = x.shape[0], self.window_batch(params, dipole_params, x, v, pairs)
         return [slice(i, i + b) for i in range(0, n, b)]
 
     def forward(self, params, dipole_params, x, v, pairs, stop: StopFn | None = None,
                 on_batch: Callable[[int, int], None] | None = None):
         """Pass 1: signals of all windows (dict of (W, n+1, ...) arrays) and diagnostics."""
         out, etot, disp = [], [], []
-        batches = self._batches(x.shape[0])
+        batches = self._batches(params, dipole_params, x, v, pairs)
         for k, sl in enumerate(batches):
-            sig, e, d = self._forward(params, dipole_params, x[sl], v[sl], _take(pairs, sl))
+            # to the host: results replicated over the mesh's devices would not mix with the caller's
+            sig, e, d = jax.device_get(self._forward(params, dipole_params, x[sl], v[sl], _take(pairs, sl)))
             out.append(sig)
             etot.append(np.asarray(e))
             disp.append(float(np.max(d)))
@@ -271,7 +327,8 @@ class WindowEngine:
                 on_batch(k + 1, len(batches))
             if stop is not None and stop():
                 raise Stopped
-        signals = jax.tree.map(lambda *a: jnp.concatenate(a), *out)
+        acc = sharding.accumulation_dtype()  # TCFs average many windows: float64 sums
+        signals = jax.tree.map(lambda *a: jnp.asarray(np.concatenate(a), acc), *out)
         etot = np.concatenate(etot)
         n_atoms = self.masses.size
         drift = float(np.max(np.abs(etot - etot[:, :1]))) / (n_atoms * KB * self.temperature_K)
@@ -280,21 +337,22 @@ class WindowEngine:
 
     def gradient(self, params, dipole_params, x, v, pairs, cotangents, stop: StopFn | None = None,
                  on_batch: Callable[[int, int], None] | None = None):
-        """Pass 2: (dL/dθ, dL/dφ, reversal error [nm, nm/ps]) for cotangents g (dict like the signals)."""
+        """Pass 2: (dL/dθ, dL/dφ, reversal error [nm, nm/ps]) for cotangents g (dict like the signals);
+        summed over batches in float64 (x64 on), returned in the parameters' dtypes."""
         g_p = g_dp = None
         reversal = np.zeros(2)
-        batches = self._batches(x.shape[0])
+        batches = self._batches(params, dipole_params, x, v, pairs)
         for k, sl in enumerate(batches):
-            gp, gdp, rev = self._vjp(params, dipole_params, x[sl], v[sl], _take(pairs, sl),
-                                     {n: c[sl] for n, c in cotangents.items()})
-            g_p = gp if g_p is None else jax.tree.map(jnp.add, g_p, gp)
-            g_dp = gdp if g_dp is None else jax.tree.map(jnp.add, g_dp, gdp)
+            gp, gdp, rev = jax.device_get(self._vjp(params, dipole_params, x[sl], v[sl], _take(pairs, sl),
+                                                    {n: c[sl] for n, c in cotangents.items()}))
+            g_p = gp if g_p is None else jax.tree.map(np.add, g_p, gp)
+            g_dp = gdp if g_dp is None else jax.tree.map(np.add, g_dp, gdp)
             reversal = np.maximum(reversal, np.asarray(rev))
             if on_batch is not None:
                 on_batch(k + 1, len(batches))
             if stop is not None and stop():
                 raise Stopped
-        return g_p, g_dp, reversal
+        return sharding.in_dtype_of(params, g_p), sharding.in_dtype_of(dipole_params, g_dp), reversal
 
 
 def _take(pairs, sl):
