@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from workbench import units
 from workbench.errors import UserInputError
 
 
@@ -107,7 +108,41 @@ def bench_md(quick: bool) -> dict:
         per_precision[precision] = {**result, "jaxmd_steps_per_s": theirs, "ratio": ours / theirs}
     main = per_precision[precisions[-1]]
     out.update({"precision": precisions[-1], **main, "per_precision": per_precision})
+    if not quick:
+        out["long_nve"] = long_nve_drift(potential, system)
+        out["drift_kT_per_atom_per_ps"] = out["long_nve"]["drift_kT_per_atom_per_ps"]
     return out
+
+
+def long_nve_drift(potential, system, nve_ps: float = 10.0, equilibrate_ps: float = 1.0,
+                   block_ps: float = 0.5) -> dict:
+    """The issue's drift criterion on an equilibrated state: ``equilibrate_ps`` of BAOAB NVT at
+    298.15 K from ``system``, then ``nve_ps`` of velocity-Verlet NVE (0.5 fs, float64, total energy
+    every 1 fs).  Drift = least-squares slope of the total energy in kT per atom per ps; its
+    standard error from the slope of ``block_ps`` block means (the energy wanders on ps times, so
+    a short run's slope is noise); also the slope of each quarter of the run.
+    """
+    from workbench.md import MDConfig, energy_drift, simulate
+
+    dt = 0.0005
+    eq = simulate(potential, system, int(round(equilibrate_ps / dt)),
+                  MDConfig(ensemble="nvt", dt=dt, sample_every=100, chunk_frames=10))
+    start = system.replace(positions=eq.positions[-1], velocities=eq.velocities[-1])
+    tr = simulate(potential, start, int(round(nve_ps / dt)),
+                  MDConfig(ensemble="nve", dt=dt, sample_every=2, chunk_frames=500))
+    t, e, n = np.asarray(tr.time_ps), np.asarray(tr.total_energy), system.n_atoms
+    n_blocks = int(round(nve_ps / block_ps))
+    tb = t[: len(t) // n_blocks * n_blocks].reshape(n_blocks, -1).mean(1)
+    eb = e[: len(e) // n_blocks * n_blocks].reshape(n_blocks, -1).mean(1)
+    fit, cov = np.polyfit(tb, eb, 1, cov=True)
+    kt_atoms = 1.0 / (units.KB * 298.15 * n)  # kJ/mol → kT per atom
+    quarters = np.array_split(np.arange(len(t)), 4)
+    return {"nve_ps": nve_ps, "equilibrate_ps": equilibrate_ps, "precision": "float64", "dt_fs": 0.5,
+            "drift_kT_per_atom_per_ps": energy_drift(t, e, n, 298.15),
+            "drift_stderr_from_block_means": float(np.sqrt(cov[0, 0])) * kt_atoms,
+            "block_means_slope": float(fit[0]) * kt_atoms,
+            "quarter_drifts": [energy_drift(t[q], e[q], n, 298.15) for q in quarters],
+            "total_energy_std_kJ_mol": float(np.std(e)), "mean_temperature_K": float(tr.temperature.mean())}
 
 
 def time_our_md(potential, system, precision: str, steps: int, sample_every: int = 10):

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench.bench import best_time
+from workbench.devices import peak_bytes
 from workbench.grad import (
     TrajectoryLoss,
     VerletDynamics,
@@ -59,15 +60,10 @@ from workbench.potentials.lennard_jones import lennard_jones
 TEMPERATURE_K = 298.15
 
 
-def _peak_bytes(stats) -> int:
-    return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
-               - stats.alias_size_in_bytes)
-
-
 def _memory(objective: TrajectoryLoss, args) -> dict:
     stats = objective.loss_and_grad.lower(*args).compile().memory_analysis()
     fields = ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes")
-    return {"peak_bytes": _peak_bytes(stats), **{f: int(getattr(stats, f)) for f in fields}}
+    return {"peak_bytes": peak_bytes(stats), **{f: int(getattr(stats, f)) for f in fields}}
 
 
 # ----------------------------------------------------------------------------------------------

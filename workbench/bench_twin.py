@@ -1,99 +1,130 @@
-"""``workbench bench twin``: the twin (known-answer) experiment of the refinement.
+r"""``workbench bench twin [--quick]``: the twin (known-answer) experiment of the refinement.
 
-The target is the IR spectrum simulated with the twin-truth water model (``potentials.twin``:
-q-TIP4P/F with α_r × 0.98, k_θ × 0.85, q_H × 1.03, its dipole with q_H × 1.03).  The refinement
-starts from the shipped MLP when ``assets/models/`` holds one, else from q-TIP4P/F with the published
-parameters (``start_model`` in the JSON says which), and trains the potential (for q-TIP4P/F: α_r,
-k_θ, q_H; relative coordinates) and the dipole's q_H together, with the seed paper's IR loss
-(weights 10 / 1 below / above 1000 cm⁻¹, 8.339 cm⁻¹ grid to 4000 cm⁻¹, normalised).
+The target is the IR spectrum n·α(ν̃) simulated with the twin-truth water model (``potentials.twin``:
+q-TIP4P/F with α_r × 0.98, k_θ × 0.85, q_H × 1.03, its point-charge dipole with q_H × 1.03).  The
+refinement starts from q-TIP4P/F with the published parameters and trains exactly the changed ones:
+the potential's α_r, k_θ, q_H and the dipole's q_H, in relative coordinates θ = θ₀(1 + u), so the
+answer is known, u* = (−0.02, −0.15, +0.03; +0.03).  The loss is the seed paper's IR loss (weights
+10 / 1 below / above 1000 cm⁻¹ on the 8.339 cm⁻¹ grid to 4000 cm⁻¹, normalised by Σ w I_target²).
+The shipped MLP is not the start: the truth would need its own compiled q-TIP4P/F MD next to the
+MLP's (the quick run could not fit in 60 s), and the MLP's 10⁴ weights cannot express the truth
+exactly, so the known answer would be lost (refine it with ``workbench refine`` and
+``system.model = "eann-water"``).
 
-Spectra for the metrics come from forward-only evaluations (``Trainer.evaluate``): the truth with
-``eval_repeats`` × 2K windows for the target, the starting and the refined model with the same
-number of windows, the same random numbers and the same starting state (common random numbers,
-so their difference is not sampling noise).  Keys:
+Evaluation.  Truth, start and refined model are each evaluated forward only (``Trainer.evaluate``:
+``repeats`` × (NVT sampling, 2K windows)) from the same state with the same random numbers
+(common random numbers), so their differences are due to the parameters, not to sampling noise.
+The truth's evaluation spectrum is the refinement's target.  Keys:
 
-- ``ir_loss_initial``, ``ir_loss_final``: the IR loss of the starting / refined model's evaluation
-  spectrum against the target; ``ir_loss_reduction`` = 1 − final/initial;
-- ``band_err_cm-1_initial``, ``band_err_cm-1_final``: mean |Δ| of the stretch, bend and libration
-  maxima (``observables.ir.band_analysis``) between model and truth evaluation spectra, cm⁻¹;
-- ``bands``: those maxima per model; ``params``: the trained parameters, start / final / truth;
-- ``iteration_s``: mean wall time per refinement iteration after the first (JIT excluded).
+- ``ir_loss_initial``, ``ir_loss_final``: IR loss of the start / refined evaluation spectrum against
+  the target; ``ir_loss_reduction`` = 1 − final/initial;
+- ``band_err_cm-1_initial``, ``band_err_cm-1_final``: mean over stretch, bend and libration of
+  |ν̃_max(model) − ν̃_max(truth)| (``observables.ir.band_analysis`` on the loss grid), cm⁻¹;
+- ``bands_cm-1``: those maxima per model; ``params``: the trained parameters, start / final / truth;
+- ``iteration_s``: mean wall time of the refinement iterations after the first (JIT excluded).
 
-Quick (2 × 2 windows of 0.1 ps, 3 iterations) measures the code path; full (4 × 2 windows of
-0.2 ps, 15 iterations) is the recorded run (``benchmarks/results/twin.json``).
+Time.  A quick run is mostly compilation: the window gradient (the adjoint VJP through q-TIP4P/F
+with Ewald sums) takes ≈ 33 s of CPU time (12 s tracing, 21 s XLA), the NVE windows ≈ 8 s, the
+NVT sampler ≈ 7 s.  The gradient is traced and compiled on a second thread (XLA releases the GIL)
+while the first thread compiles and runs the truth's and the start's MD.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from workbench.models import SHIPPED_MODEL_FILES
 from workbench.observables.ir import PAPER_GRID_STEP_CM, WATER_BANDS, band_analysis, wavenumber_grid
 from workbench.observables.spectrum_io import Spectrum
 from workbench.potentials.twin import TWIN_FACTORS, twin_dipole, twin_params
 from workbench.refine import Trainer, from_dict
-from workbench.refine.losses import ir_loss
 from workbench.refine.parameters import named_leaves
 
 BANDS = ("stretch", "bend", "libration")
-
-
-def shipped_mlp() -> Path | None:
-    """The shipped EANN water model's file, if it exists (``workbench.models.SHIPPED_MODEL_FILES``)."""
-    found = [p for p in SHIPPED_MODEL_FILES.values() if p.exists()]
-    return found[0] if found else None
+#: Trained leaves per group and their twin-truth factors (the dipole's q_H follows the potential's).
+TRAINED = {"potential": dict(TWIN_FACTORS), "dipole": {"q_h": TWIN_FACTORS["q_H"]}}
 
 
 @dataclasses.dataclass(frozen=True)
 class TwinSize:
-    """Size of a twin run: structure ("default": the shipped 64-water box) and q-TIP4P/F cutoff (nm,
-    None: default), iterations, frames per iteration (2× windows), window length τ (fs), NVT per
-    iteration and before the run (ps), learning rate (relative), evaluation repeats."""
+    """Size of a twin run: iterations; starting frames per iteration K (2K windows with time
+    reversal); window length τ (fs); NVT per iteration (ps); NVT before the refinement and before
+    each evaluation (ps); Adam learning rate (relative units per iteration) and its schedule
+    (``optimizer.schedule``: "constant" or "cosine" to lr/10); evaluation repeats (each K frames)."""
 
-    structure: str = "default"
-    cutoff_nm: float | None = None
-    iterations: int = 40
-    n_windows: int = 8
-    truncation_fs: float = 200.0
-    sampling_ps: float = 1.0
-    equilibrate_ps: float = 1.0
-    lr: float = 0.01
-    repeats: int = 8
-
-
-#: "full" is what 2 shared CPU cores finish in about an hour; the seed paper's scale (320 windows per
-#: iteration, 0.2 ps) is ``examples/water_ir_paper.toml`` and needs a GPU.
-SIZES = {"full": TwinSize(iterations=15, n_windows=4, truncation_fs=200.0, sampling_ps=0.5,
-                          equilibrate_ps=0.5, lr=0.01, repeats=4),
-         "quick": TwinSize(iterations=3, n_windows=2, truncation_fs=100.0, sampling_ps=0.2,
-                           equilibrate_ps=0.1, lr=0.01, repeats=2)}
+    iterations: int
+    n_windows: int
+    truncation_fs: float
+    sampling_ps: float
+    equilibrate_ps: float
+    lr: float
+    schedule: str
+    repeats: int
 
 
-def twin_config(size: TwinSize, run_dir: Path, model: str) -> dict:
-    qtip = model in ("qtip4pf", "qtip4pf-twin")
+#: "full" is the recorded run (benchmarks/results/twin.json: 14 iterations, 870 s of CPU time);
+#: "quick" the same code path at the smallest size that still refines (under a minute, JIT included).
+#: The seed paper's scale (320 windows per iteration) is ``examples/water_ir_paper.toml`` (a GPU job).
+SIZES = {"full": TwinSize(iterations=14, n_windows=2, truncation_fs=200.0, sampling_ps=0.2,
+                          equilibrate_ps=0.1, lr=0.04, schedule="cosine", repeats=2),
+         "quick": TwinSize(iterations=1, n_windows=1, truncation_fs=100.0, sampling_ps=0.05,
+                           equilibrate_ps=0.0, lr=0.02, schedule="constant", repeats=1)}
+
+
+def twin_config(size: TwinSize, run_dir: Path) -> dict:
+    """The refinement config of a twin run (TOML tables as a dict)."""
     return {
-        "run": {"iterations": size.iterations, "seed": 1, "dir": str(run_dir)},
-        "system": {"structure": size.structure, "model": model,
-                   **({"cutoff_nm": size.cutoff_nm} if size.cutoff_nm and qtip else {})},
-        "dipole": {"model": "qtip4pf-twin" if model == "qtip4pf-twin" else "qtip4pf"},
+        "run": {"iterations": size.iterations, "seed": 1, "dir": str(run_dir), "precision": "float64",
+                "plots": False},
+        "system": {"structure": "default", "model": "qtip4pf"},
+        "dipole": {"model": "qtip4pf"},
         "md": {"dt_fs": 0.5, "equilibrate_ps": size.equilibrate_ps, "sampling_ps": size.sampling_ps,
                "n_windows": size.n_windows, "truncation_fs": size.truncation_fs,
-               "window_batch": math.gcd(4, 2 * size.n_windows)},
+               "window_batch": 2 * size.n_windows},
         "loss": {"ir": {"weight": 1.0, "grid_step_cm": 0.0}},
-        # an MLP's weights move in absolute coordinates: a hundredth of the relative step
-        "train": {"potential": {"lr": size.lr if qtip else 0.01 * size.lr,
-                                "parameterisation": "relative" if qtip else "absolute",
-                                "params": ["alpha_r", "k_theta", "q_H"] if qtip else ["*"]},
-                  "dipole": {"enabled": True, "lr": size.lr, "params": ["q_h"],
-                             "parameterisation": "relative"}},
+        "train": {g: {"enabled": True, "lr": size.lr, "params": list(names), "parameterisation": "relative"}
+                  for g, names in TRAINED.items()},
+        "optimizer": {"name": "adam", "schedule": size.schedule},
     }
+
+
+def truth_coordinates(trainer: Trainer) -> dict:
+    """u* with θ(u*) = the twin truth (``potentials.twin``), in the trainer's relative coordinates.
+
+    Built through the trainer's own groups, the truth's parameter pytrees have exactly the start's
+    types, so truth and model share every compiled program.
+    """
+    u = {g: {n: np.float64(f - 1.0) for n, f in TRAINED[g].items()} for g in trainer.groups}
+    theta, phi = trainer.params(u)
+    for tree, reference in ((theta, twin_params()), (phi, twin_dipole().params)):
+        for name, value in named_leaves(reference).items():
+            got = named_leaves(tree)[name]
+            if not np.allclose(got, value, rtol=1e-12):
+                raise RuntimeError(f"twin truth {name}: {got} ≠ {value} (potentials.twin)")
+    return u
+
+
+def _compile_gradient_ahead(trainer: Trainer, theta, phi, positions, velocities) -> threading.Thread:
+    """Trace and compile the window-gradient program for one batch of windows on a second thread.
+
+    The arguments are shaped like the batches the refinement passes (``md.window_batch`` windows
+    from ``positions``), so the refinement finds the program in JAX's in-memory cache.
+    """
+    engine, batch = trainer.engine, trainer.config.md.batch
+    x = np.broadcast_to(positions, (batch, *np.shape(positions))).astype(engine.dtype)
+    v = np.broadcast_to(velocities, (batch, *np.shape(velocities))).astype(engine.dtype)
+    pairs = engine.pairs_for(x)
+
+    thread = threading.Thread(target=engine.compile_gradient, args=(theta, phi, x, v, pairs),
+                              name="twin-gradient-compile", daemon=True)
+    thread.start()
+    return thread
 
 
 def _bands(grid, spectrum) -> dict:
@@ -101,87 +132,78 @@ def _bands(grid, spectrum) -> dict:
     return {b: found[b].position for b in BANDS}
 
 
-def _truth(trainer: Trainer, mlp: Path | None, work: Path, size: TwinSize):
-    """(evaluator, θ_truth, φ_truth): the trainer itself when it runs q-TIP4P/F (the truth differs only
-    in parameters, so the compiled MD is shared), else a trainer of the twin-truth model."""
-    if mlp is None:
-        return trainer, twin_params(), twin_dipole().params
-    truth = Trainer(from_dict(twin_config(size, work / "truth", "qtip4pf-twin")), work / "truth")
-    return truth, truth.problem.potential.params, truth.problem.dipole.params
-
-
-def _trained_values(trainer: Trainer, theta, phi) -> dict:
-    """Trained leaves of the groups with ≤ 64 numbers: group → name → value."""
-    out = {}
-    for g, group in trainer.groups.items():
-        if group.size <= 64:
-            leaves = named_leaves(theta if g == "potential" else phi)
-            out[g] = {n: np.asarray(leaves[n]).tolist() for n in group.names}
-    return out
+def _trained_values(trainer: Trainer, u) -> dict:
+    """group → name → value of the trained leaves at coordinates ``u``."""
+    trees = dict(zip(("potential", "dipole"), trainer.params(u), strict=True))
+    return {g: {n: float(named_leaves(trees[g])[n]) for n in group.names}
+            for g, group in trainer.groups.items()}
 
 
 def run(quick: bool = False) -> dict:
     """``workbench bench twin [--quick]`` (see module docstring)."""
-    return run_twin(SIZES["quick" if quick else "full"], mlp=shipped_mlp())
+    return run_twin(SIZES["quick" if quick else "full"])
 
 
-def run_twin(size: TwinSize, run_dir: str | None = None, mlp: Path | None = None) -> dict:
-    """A twin experiment of the given size starting from ``mlp`` (a model file) or q-TIP4P/F;
-    returns a JSON-ready dict (module docstring)."""
-    model = str(mlp) if mlp is not None else "qtip4pf"
+def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:
+    """A twin experiment of the given size; returns a JSON-ready dict (module docstring)."""
     work = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="twin_"))
-    cfg = from_dict(twin_config(size, work, model))
+    cfg = from_dict(twin_config(size, work))
     trainer = Trainer(cfg, work)
-    repeats = size.repeats
     grid = wavenumber_grid(4000.0, PAPER_GRID_STEP_CM)
     trainer.set_ir_target(Spectrum(grid, np.ones(grid.size), source="placeholder until the truth is run"))
-    evaluator, truth_theta, truth_phi = _truth(trainer, mlp, work, size)
-    key = jax.random.PRNGKey(2024)
+    u0 = {n: g.zeros() for n, g in trainer.groups.items()}
+    u_truth = truth_coordinates(trainer)
     x0, v0 = trainer.engine.initial_state()
-    x_t, v_t = evaluator.engine.equilibrate(truth_theta, x0, v0, key, 2 * size.equilibrate_ps)
-    truth = evaluator.evaluate(truth_theta, truth_phi, x_t, v_t, key, repeats)
+    compiling = _compile_gradient_ahead(trainer, *trainer.params(u0), x0, v0)
+
+    key_eq, key_eval = jax.random.split(jax.random.PRNGKey(2024))
+
+    def evaluate(u):
+        theta, phi = trainer.params(u)
+        x, v = trainer.engine.equilibrate(theta, x0, v0, key_eq, size.equilibrate_ps)
+        return trainer.evaluate(theta, phi, x, v, key_eval, size.repeats)
+
+    truth = evaluate(u_truth)
     trainer.set_ir_target(Spectrum(trainer.problem.ir.grid, truth["spectrum"],
                                    source="twin truth (workbench.potentials.twin)"))
-    ir = trainer.problem.ir
-    theta0, phi0 = trainer.params({n: g.zeros() for n, g in trainer.groups.items()})
-    key_eval = jax.random.PRNGKey(7)
-    initial = trainer.evaluate(theta0, phi0, x0, v0, key_eval, repeats)
+    initial = evaluate(u0)
+    compiling.join()
     t0 = time.perf_counter()
     result = trainer.run()
     wall = time.perf_counter() - t0
-    final = trainer.evaluate(result.potential_params, result.dipole_params, x0, v0, key_eval, repeats)
+    u_final = jax.device_get(result.state.u)  # plain host values: the start's types, no recompilation
+    final = evaluate(u_final)
 
-    def loss(spectrum):
-        lc = cfg.loss.ir
-        return float(ir_loss(spectrum, ir.values, ir.index, lc.range_weights, lc.mode, lc.normalise))
-
-    bands = {name: _bands(ir.grid, e["spectrum"]) for name, e in
+    grid = trainer.problem.ir.grid
+    bands = {name: _bands(grid, e["spectrum"]) for name, e in
              (("truth", truth), ("initial", initial), ("final", final))}
 
     def band_err(name):
         return float(np.mean([abs(bands[name][b] - bands["truth"][b]) for b in BANDS]))
 
     iters = result.iterations
-    l0, l1 = loss(initial["spectrum"]), loss(final["spectrum"])
+    l0, l1 = initial["terms"]["ir"], final["terms"]["ir"]  # evaluated against the truth's spectrum
     return {
-        "start_model": f"shipped MLP {model}" if mlp is not None else
-        "qtip4pf (published parameters; no shipped MLP in assets/models)",
+        "start_model": "q-TIP4P/F, published parameters (Habershon et al. 2009)",
+        "trained": {g: sorted(names) for g, names in TRAINED.items()},
+        "parameterisation": "relative: theta = theta0 * (1 + u)",
         "truth": "q-TIP4P/F twin: " + ", ".join(f"{n} × {f}" for n, f in TWIN_FACTORS.items())
-                 + "; dipole q_H × 1.03",
+                 + f"; dipole q_h × {TRAINED['dipole']['q_h']}",
         "ir_loss_initial": l0,
         "ir_loss_final": l1,
         "ir_loss_reduction": 1.0 - l1 / l0,
         "band_err_cm-1_initial": band_err("initial"),
         "band_err_cm-1_final": band_err("final"),
         "bands_cm-1": bands,
-        "params": {"start": _trained_values(trainer, theta0, phi0),
-                   "final": _trained_values(trainer, result.potential_params, result.dipole_params),
-                   "truth": _trained_values(trainer, truth_theta, truth_phi) if mlp is None else None},
+        "params": {"start": _trained_values(trainer, u0), "final": _trained_values(trainer, u_final),
+                   "truth": _trained_values(trainer, u_truth)},
+        "size": dataclasses.asdict(size),
         "iterations": result.state.iteration,
         "train_loss_by_iteration": [e["loss"]["ir"] for e in iters],
         "windows_per_iteration": cfg.md.n_runs,
-        "eval_windows": cfg.md.n_runs * repeats,
+        "eval_windows": cfg.md.n_runs * size.repeats,
         "truncation_fs": cfg.md.truncation_fs,
+        "precision": cfg.run.precision,
         "iteration_s": float(np.mean([e["wall_time_s"] for e in iters[1:]])) if len(iters) > 1 else None,
         "refine_wall_s": wall,
         "rollbacks": sum(e["kind"] == "rollback" for e in result.history),
