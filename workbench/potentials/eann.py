@@ -30,10 +30,10 @@ Implementation notes (exact reformulations, not approximations):
   radial part uses the neighbour's element in each direction.
 * The neighbour sum is a batched matrix product over a dense per-atom table (N, M) of the pairs
   within r_c, built in each call by one integer sort (``neighbor_table``): S_a = A_aᵀ R_a.
-  Scattering the 10 × K outer products of every pair with ``segment_sum`` measured 2.7× slower
-  for the force in float32 and 5× slower for the force + its VJP in float64 (64 waters, 2 CPU
-  cores; benchmarks/results/speed.md).  M is static (``max_neighbors_default``); an atom with
-  more than M neighbours within r_c makes the energy NaN.
+  Scattering the 10 × K outer products of every pair with ``segment_sum`` instead made the force
+  1.2× and MD 1.8–2× slower (64 waters, 2 CPU cores; benchmarks/results/speed.md), as it
+  handled every row of the list, skin included.  M is static (``max_neighbors_default``); an
+  atom with more than M neighbours within r_c makes the energy NaN.
 * The atomic network of each element runs on the (static) index set of that element's atoms.
 
 Parameters are a flat ``dict`` of arrays with stable names (the same names are used in model
