@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import inspect
 import platform
 import time
 
@@ -25,6 +26,7 @@ def environment() -> dict:
 
     return {"cpu": _cpu_model(), "cores": _cores(), "jax": jax.__version__,
             "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            "device_kind": jax.devices()[0].device_kind,
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}
 
 
@@ -193,15 +195,23 @@ BENCHMARKS = {
     "dipole": "workbench.bench_dipole:run",
     "speed": "workbench.bench_speed:run",
     "scale": "workbench.bench_scale:run",
+    "paper": "workbench.bench_paper:run",
 }
 
 
-def run(name: str, quick: bool = False) -> dict:
+def run(name: str, quick: bool = False, **options) -> dict:
+    """Run benchmark ``name``; ``options`` (e.g. ``precision``) go to a benchmark that takes them."""
     if name not in BENCHMARKS:
         raise UserInputError(f"unknown benchmark {name!r}; available: {', '.join(sorted(BENCHMARKS))}")
     module, func = BENCHMARKS[name].split(":")
+    bench = getattr(importlib.import_module(module), func)
+    accepted = inspect.signature(bench).parameters
+    for option in options:
+        if option not in accepted:
+            flag = "--" + option.replace("_", "-")
+            raise UserInputError(f"benchmark {name!r} takes no {flag} option")
     t0 = time.perf_counter()
-    result = getattr(importlib.import_module(module), func)(quick)
+    result = bench(quick, **options)
     result = {"benchmark": name, "quick": quick, **result,
               "wall_time_s": round(time.perf_counter() - t0, 2), "environment": environment()}
     return result

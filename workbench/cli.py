@@ -168,7 +168,9 @@ def _ir_presets_help() -> str:
 def _bench(args) -> int:
     from workbench import bench
 
-    result = bench.run(args.name, quick=args.quick)
+    options = {"precision": args.precision, "iterations": args.iterations, "budget_s": args.budget_s,
+               "settings": args.set}
+    result = bench.run(args.name, quick=args.quick, **{k: v for k, v in options.items() if v is not None})
     line = json.dumps(result)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -342,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="benchmark name (workbench bench list)")
     p.add_argument("--quick", action="store_true", help="small size, < 60 s on 2 CPU cores")
     p.add_argument("--json", metavar="FILE", help="also write the JSON result to FILE")
+    p.add_argument("--precision", choices=["auto", "float32", "float64"], help="state precision (paper)")
+    p.add_argument("--iterations", type=int, help="refinement updates to run (paper)")
+    p.add_argument("--budget-s", type=float,
+                   help="stop between window batches after this many seconds (paper)")
+    p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                   help="override a refinement-config key, TOML value syntax (paper; repeatable)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("serve", help="serve the dashboard at http://ADDRESS:PORT/app (localhost by default)")

@@ -6,6 +6,7 @@ EANN format, or the DMFF/EANN npz/pickle layouts — pickles only with ``trusted
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from workbench import system as systems
@@ -14,7 +15,10 @@ from workbench.potentials.base import Potential
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_STRUCTURE = ASSETS / "structures" / "water64_298K.extxyz"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The project's reference data for tests and benchmarks (never shipped): ../shared/data beside the
+#: checkout, or the folder named by WORKBENCH_SHARED_DATA (e.g. a copy on a GPU machine).
+SHARED_DATA = Path(os.environ.get("WORKBENCH_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 MODEL_CHOICES = {
     "qtip4pf": "q-TIP4P/F flexible water, Ewald electrostatics (Habershon et al. 2009)",

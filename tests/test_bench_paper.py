@@ -1,0 +1,63 @@
+"""``workbench bench paper``: option parsing, the stage clock's split of an update, and the CLI's
+refusal of options a benchmark does not take.  (The run itself is the paper's protocol: hours on a
+CPU; its quick form is exercised by hand and on GPU machines, see benchmarks/results/paper_gpu.json.)"""
+
+import pytest
+
+from workbench import bench, bench_paper
+from workbench.errors import UserInputError
+
+
+def test_settings_parse_toml_values_and_reject_malformed_items():
+    got = bench_paper.parse_settings(["md.sampling_ps=16", "run.precision=float32", "md.time_reversal=false",
+                                      "loss.ir.ranges_cm=[[0.0, 1000.0]]"])
+    assert got == {"md.sampling_ps": 16, "run.precision": "float32", "md.time_reversal": False,
+                   "loss.ir.ranges_cm": [[0.0, 1000.0]]}
+    with pytest.raises(UserInputError, match="SECTION.KEY=VALUE"):
+        bench_paper.parse_settings(["md.sampling_ps"])
+
+
+def _events(clock, times, n_batches=3):
+    """Feed one update's stage events at the given clock times (seconds after the clock's start)."""
+    stamps = iter(times)
+
+    def at(event):
+        clock.t0 = bench_paper.time.perf_counter() - next(stamps)
+        clock(event)
+
+    at({"kind": "stage", "iteration": 1, "stage": "sampling", "done": 0, "total": 1})
+    at({"kind": "stage", "iteration": 1, "stage": "sampling", "done": 1, "total": 1})
+    for stage in ("windows", "gradient"):
+        for k in range(n_batches):
+            at({"kind": "stage", "iteration": 1, "stage": stage, "done": k + 1, "total": n_batches})
+    at({"kind": "iteration", "iteration": 1, "wall_time_s": 31.0, "loss": {"ir": 5.0, "total": 5.0},
+        "grad_norm": {"total": 2.0}, "temperature_K": 300.0, "reversal_error": [0.0, 0.0], "bands": {}})
+
+
+def test_stage_clock_splits_an_update_and_estimates_its_steady_cost():
+    clock = bench_paper.StageClock()
+    # sampling 10 → 12 s; windows batches end at 20 (compiling), 21, 22; gradient at 35, 37, 39; done 40
+    _events(clock, [10, 12, 20, 21, 22, 35, 37, 39, 40])
+    (u,) = clock.updates
+    near = pytest.approx  # the clock reads perf_counter: allow a few ms
+    assert (u["sampling_s"], u["windows_s"], u["gradient_s"]) == near((2.0, 10.0, 17.0), abs=0.01)
+    assert (u["batch_s"]["windows"], u["batch_s"]["gradient"]) == near((1.0, 2.0), abs=0.01)
+    steady = bench_paper.steady_estimate(clock.updates)
+    assert steady["wall_s"] == near(2.0 + 3 * 1.0 + 3 * 2.0, abs=0.05)
+    assert clock.partial() is None
+
+
+def test_an_update_cut_short_is_reported_as_partial():
+    clock = bench_paper.StageClock()
+    _events(clock, [10, 12, 20, 21, 22, 35, 37, 39, 40])
+    stamps = iter([41, 43, 50])
+    for stage, done in (("sampling", 0), ("sampling", 1), ("windows", 1)):
+        clock.t0 = bench_paper.time.perf_counter() - next(stamps)
+        clock({"kind": "stage", "iteration": 2, "stage": stage, "done": done, "total": 3})
+    part = clock.partial()
+    assert part["iteration"] == 2 and part["batch_ends_s"]["windows"] == [pytest.approx(9.0, abs=0.01)]
+
+
+def test_benchmarks_refuse_options_they_do_not_take():
+    with pytest.raises(UserInputError, match="takes no --precision"):
+        bench.run("md", quick=True, precision="float32")

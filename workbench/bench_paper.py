@@ -1,0 +1,197 @@
+"""``workbench bench paper``: the seed paper's IR refinement protocol, timed update by update.
+
+Runs :data:`CONFIG` (``examples/water_ir_paper.toml``: Han & Yu's protocol — 64 H2O at 298.15 K,
+their DFT-trained EANN with the DeePMD DeepDipole fixed, 320 NVT starting frames, each run forward
+and time-reversed for 400 × 0.5 fs (640 NVE windows, τ = 0.2 ps), adjoint gradients, the weighted
+(cm⁻¹)² loss against the experimental spectrum, Adam 5e-5) with the ordinary :class:`Trainer`,
+for ``--iterations`` updates or until ``--budget-s`` seconds have passed (the stop is honoured
+between window batches, as a user's stop is).  The models are read from the shared data folder
+(``models.SHARED_DATA``).
+
+Reported per completed update (from the trainer's events, time-stamped as they arrive):
+
+- ``wall_s`` (the trainer's own ``wall_time_s``) and its parts ``sampling_s`` (NVT for the
+  starting frames), ``windows_s`` (pair lists of the starts + pass 1: all windows forward),
+  ``gradient_s`` (the loss's cotangents + pass 2: the adjoint VJP of every batch);
+- ``loss`` (the IR term, (cm⁻¹)²), ``grad_norm``, NVT temperature, reversal error;
+- ``bands``: maxima (cm⁻¹) of the simulated and experimental stretch, bend and libration bands.
+
+The first update includes JIT compilation; ``steady`` is the mean over the later updates and, when
+there is only one, an estimate from its window batches after the first (the first batch of each
+pass compiles): ``sampling_s + n_batches × (median later batch of each pass)``.  An update cut
+short by the budget is reported as ``partial`` (the stages it finished).
+
+Options (``workbench bench paper ...``): ``--precision`` (run.precision), ``--iterations``,
+``--budget-s``, ``--set SECTION.KEY=VALUE`` (any config key, TOML value syntax, e.g.
+``--set md.sampling_ps=16``).  Quick (``--quick``): 2 frames → 4 windows of 40 steps, 0.1 ps of
+sampling and one update: the code path in about a minute on 2 CPU cores, not the paper's size.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from workbench.errors import UserInputError
+
+CONFIG = Path(__file__).resolve().parents[1] / "examples" / "water_ir_paper.toml"
+QUICK = {"md.n_windows": 2, "md.truncation_fs": 20.0, "md.sampling_ps": 0.1, "md.equilibrate_ps": 0.05,
+         "md.window_batch": 0}
+MODEL_FILES = {"system.model": "eann_water_dft_start.npz", "dipole.model": "deepdipole_water.npz"}
+
+
+def parse_settings(items) -> dict:
+    """``["md.sampling_ps=16", ...]`` → {"md.sampling_ps": 16.0, ...} (values in TOML syntax; a bare
+    word is taken as a string)."""
+    out = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise UserInputError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        out[key.strip()] = value
+    return out
+
+
+def paper_config(quick: bool, precision: str, iterations: int, settings: dict, run_dir):
+    """The example config with the shared-data models, ``run`` set as given and ``settings`` applied."""
+    from workbench.models import SHARED_DATA
+    from workbench.refine import load_config
+
+    changes = {}
+    for key, name in MODEL_FILES.items():
+        path = SHARED_DATA / name
+        if not path.exists():
+            raise UserInputError(f"the paper benchmark needs {path} (../shared/data, project machines only; "
+                                 f"WORKBENCH_SHARED_DATA names another folder)")
+        changes[key] = str(path)
+    changes.update({"run.precision": precision, "run.iterations": iterations, "run.dir": str(run_dir)})
+    changes.update(QUICK if quick else {})
+    changes.update(settings)
+    return load_config(CONFIG).replace(**changes)
+
+
+class StageClock:
+    """Subscriber that time-stamps the trainer's events and splits each update into its stages."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.updates: list[dict] = []
+        self.batches = {"windows": [], "gradient": []}
+        self._marks: dict = {}
+        self.equilibrate_s = None
+
+    def __call__(self, event: dict) -> None:
+        now = time.perf_counter() - self.t0
+        kind = event["kind"]
+        if kind == "stage":
+            print(f"{now:8.1f} s  update {event['iteration']} {event['stage']} "
+                  f"{event['done']}/{event['total']}", file=sys.stderr, flush=True)
+        if kind == "stage":
+            stage, done = event["stage"], event["done"]
+            if stage == "equilibrate":
+                self._marks["equilibrate" if done == 0 else "equilibrated"] = now
+                if done == 1:
+                    self.equilibrate_s = now - self._marks["equilibrate"]
+                return
+            if stage == "sampling" and done == 0:
+                self._marks = {"start": now}
+                self.batches = {"windows": [], "gradient": []}
+            elif stage == "sampling":
+                self._marks["sampled"] = now
+            else:
+                self.batches[stage].append(now)
+                self._marks[stage] = now
+        elif kind == "iteration":
+            self.updates.append(self._update(event, now))
+            u = self.updates[-1]
+            print(f"update {u['iteration']}: {u['wall_s']:.1f} s (sampling {u['sampling_s']:.1f}, windows "
+                  f"{u['windows_s']:.1f}, gradient {u['gradient_s']:.1f}), loss {u['loss']:.4g}",
+                  file=sys.stderr, flush=True)
+
+    def _update(self, event: dict, now: float) -> dict:
+        m = self._marks
+        loss = event["loss"]
+        bands = {name: {"sim_cm-1": b["position_sim"], "exp_cm-1": b["position_target"],
+                        "height_sim": b["height_sim"], "height_exp": b["height_target"]}
+                 for name, b in (event.get("bands") or {}).items()}
+        return {"iteration": event["iteration"], "wall_s": round(event["wall_time_s"], 3),
+                "sampling_s": round(m["sampled"] - m["start"], 3),
+                "windows_s": round(m["windows"] - m["sampled"], 3),
+                "gradient_s": round(m["gradient"] - m["windows"], 3),
+                "batches": {s: len(t) for s, t in self.batches.items()},
+                "batch_s": {s: _steady_batch(m["sampled"] if s == "windows" else m["windows"], t)
+                            for s, t in self.batches.items()},
+                "loss": loss.get("ir", loss["total"]), "grad_norm": event["grad_norm"]["total"],
+                "temperature_K": event["temperature_K"], "reversal_error": event["reversal_error"],
+                "bands": bands, "elapsed_s": round(now, 1)}
+
+    def partial(self) -> dict | None:
+        """The stages of an update cut short (None if none was under way)."""
+        start = self._marks.get("start")
+        if start is None or (self.updates and start < self.updates[-1]["elapsed_s"]):
+            return None
+        return {"iteration": len(self.updates) + 1,
+                "marks_s": {k: round(v - start, 3) for k, v in self._marks.items()},
+                "batch_ends_s": {s: [round(t - start, 3) for t in ts] for s, ts in self.batches.items()}}
+
+
+def _steady_batch(start: float, stamps: list[float]) -> float | None:
+    """Median duration of a pass's batches after the first (which compiles); None with one batch."""
+    times = np.diff([start, *stamps])
+    return round(float(np.median(times[1:])), 4) if len(times) > 1 else None
+
+
+def steady_estimate(updates: list[dict]) -> dict | None:
+    """Per-update time without compilation: mean of updates 2.. if any, else from update 1's later
+    batches (module docstring)."""
+    if len(updates) > 1:
+        later = updates[1:]
+        return {"source": f"mean of updates 2..{len(updates)}",
+                **{k: round(float(np.mean([u[k] for u in later])), 3)
+                   for k in ("wall_s", "sampling_s", "windows_s", "gradient_s")}}
+    if not updates or None in updates[0]["batch_s"].values():
+        return None
+    u = updates[0]
+    windows = u["batches"]["windows"] * u["batch_s"]["windows"]
+    gradient = u["batches"]["gradient"] * u["batch_s"]["gradient"]
+    return {"source": "update 1 without the first batch of each pass (compilation)",
+            "wall_s": round(u["sampling_s"] + windows + gradient, 3), "sampling_s": u["sampling_s"],
+            "windows_s": round(windows, 3), "gradient_s": round(gradient, 3)}
+
+
+def run(quick: bool, precision: str = "auto", iterations: int | None = None, budget_s: float | None = None,
+        settings=()) -> dict:
+    import tempfile
+
+    import jax
+
+    from workbench import devices
+    from workbench.refine import Trainer
+
+    iterations = iterations or (1 if quick else 100)
+    clock = StageClock()
+    deadline = None if budget_s is None else clock.t0 + float(budget_s)
+    with tempfile.TemporaryDirectory(prefix="bench_paper_") as tmp:
+        config = paper_config(quick, precision, iterations, parse_settings(settings), Path(tmp) / "run")
+        trainer = Trainer(config, subscribers=[clock],
+                          stop_requested=lambda: deadline is not None and time.perf_counter() > deadline)
+        result = trainer.run()
+    md = config.md
+    return {
+        "system": "64 H2O, seed EANN + DeepDipole (examples/water_ir_paper.toml)",
+        "device_kind": jax.devices()[0].device_kind, "n_devices": jax.device_count(),
+        "precision": devices.resolve_precision(config.run.precision),
+        "n_frames": md.n_windows, "n_windows": md.n_runs, "window_steps": md.window_steps,
+        "dt_fs": md.dt_fs, "sampling_ps": md.sampling_ps, "equilibrate_ps": md.equilibrate_ps,
+        "window_batch": md.window_batch, "budget_s": budget_s, "status": result.status,
+        "equilibrate_s": clock.equilibrate_s, "updates": clock.updates,
+        "steady": steady_estimate(clock.updates), "partial": clock.partial(),
+    }
