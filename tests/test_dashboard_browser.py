@@ -51,7 +51,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """(url, pid) of `panel serve app.py`.  (Bokeh's --unused-session-lifetime/--check-unused-sessions
-    flags are left at their defaults: with them set, Panel 1.9.4 served its CSS from the CDN.)"""
+    flags are left at their defaults.  A page whose session is discarded before its websocket opens gets
+    a session built without a page, which Panel 1.9.4 alone links to its CDN's CSS: see
+    workbench.ui.app.pin_local_css and tests/test_ui_resources.py.)"""
     work = tmp_path_factory.mktemp("serve")
     port = _free_port()
     log = open(work / "panel.log", "w+b")  # a file, not a pipe that can fill

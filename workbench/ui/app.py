@@ -17,6 +17,7 @@ from pathlib import Path
 
 import holoviews as hv
 import panel as pn
+from panel.io.resources import get_dist_path
 
 from workbench.ui import plots
 from workbench.ui.health import GradientHealthState
@@ -317,8 +318,29 @@ def _system_text(system) -> str:
     )
 
 
+def pin_local_css() -> None:
+    """Make Panel resolve the stylesheets of this session's components to this server, never to its CDN.
+
+    Panel 1.9.4 gives each component's stylesheets CDN URLs and rewrites them to the server's
+    ``static/extensions/panel/`` only via ``doc.template_variables["dist_url"]``, which it sets when it
+    renders the HTML page of a session (``server_html_page_for_session``); without it the rewrite
+    falls back to ``CDN_DIST`` (``Syncable._get_properties``, ``Design._apply_modifiers``) and even
+    turns the local ``loading.css`` into a CDN URL.  Bokeh also builds sessions without a page: its
+    websocket handler calls ``create_session_if_needed``, and recreates the page's session when that
+    was discarded as unused before the socket opened (a slow page load on a busy server) — such a
+    session loaded ``loading.css``, ``listpanel.css`` and ``bootstrap.css`` from cdn.holoviz.org.
+    Setting ``dist_url`` (as the page render would: ``get_dist_path(cdn=False)``) before any model
+    is built makes both paths agree.  Does nothing outside a served session.
+    """
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        return
+    doc.template_variables["dist_url"] = get_dist_path(cdn=False)
+
+
 def build_app() -> pn.template.BaseTemplate:
     """The page of one session (``panel serve app.py`` calls this per browser session)."""
+    pin_local_css()
     hv.extension("bokeh", logo=False)
     dash = Dashboard()
     main = pn.Tabs(
