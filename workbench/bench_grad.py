@@ -8,8 +8,11 @@ and time-reversed for n steps, loss of the per-step observable through TCF → s
 - ``adjoint_cost_ratio``: wall time of loss + gradient with the adjoint ÷ wall time of the loss
   alone (forward windows, TCF, spectrum), same inputs, after JIT warm-up (best of 3 calls);
   ``direct_cost_ratio`` the same for direct AD (one call; one window at a time in the full run).
-  The adjoint's floor is 2 + t(HVP)/t(force): its backward step recomputes the force and applies
-  one Hessian-vector product, whose forward-over-reverse tangent costs about as much again;
+  Each backward step of the adjoint needs the force F(x_n) (to reconstruct the state) and one
+  product (∂F/∂(x, θ))ᵀw, so where the force dominates a step the ratio cannot go below
+  1 + ``force_vjp_over_force``;
+- ``force_vjp_over_force``: wall time of F and its VJP in (x, θ) at one frame (the adjoint's
+  backward step without the observable) ÷ wall time of F alone (interleaved, best of 10);
 - ``adjoint_mem_ratio_10x`` / ``direct_mem_ratio_10x``: peak memory of the compiled loss-and-
   gradient for windows 10× longer ÷ that for the short windows.  Peak = ``temp_size_in_bytes`` +
   ``argument_size_in_bytes`` + ``output_size_in_bytes`` − ``alias_size_in_bytes`` of
@@ -40,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench.bench import best_time
+from workbench.bench_speed import force_and_adjoint_step, interleaved_best_ms
 from workbench.devices import peak_bytes
 from workbench.grad import (
     TrajectoryLoss,
@@ -178,6 +182,9 @@ def run(quick: bool = False) -> dict:
                      "long": _memory(TrajectoryLoss(dyn, 10 * n_short, obs, loss_long, kind), args)}
     ratio = {k: m["long"]["peak_bytes"] / m["short"]["peak_bytes"] for k, m in mem.items()}
     diag = jax.device_get(res_adj.diagnostics)
+    force, force_vjp = force_and_adjoint_step(lambda xx, p, pr: dyn.energy_fn(p, xx, dyn.box, pr))
+    frame = (jnp.asarray(frames_x[0]), params, jnp.asarray(pairs))
+    costs = interleaved_best_ms({"force": (force, frame), "force_vjp": (force_vjp, frame)}, 10)
     return {
         "system": desc,
         "precision": "float64",
@@ -186,6 +193,8 @@ def run(quick: bool = False) -> dict:
         "adjoint_vs_direct_rel_err": float(tree_relative_error(res_adj.grad, res_dir.grad)),
         "adjoint_cost_ratio": t_grad / t_fwd,
         "direct_cost_ratio": t_direct / t_fwd,
+        "force_vjp_over_force": costs["force_vjp"] / costs["force"],
+        "force_ms": costs["force"],
         "adjoint_mem_ratio_10x": ratio["adjoint"],
         "direct_mem_ratio_10x": ratio["direct"],
         "reversal_err": float(diag.reversal_error[0]),
