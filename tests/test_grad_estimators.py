@@ -92,3 +92,38 @@ def test_final_state_cotangent_and_batched_rollouts(lj_setup):
         return jax.jit(jax.grad(total))(params)
 
     assert float(tree_relative_error(grad("adjoint"), grad("direct"))) < 1e-10
+
+
+@pytest.mark.parametrize("anchor_every", [None, 7])
+def test_replayed_record_gives_the_adjoint_gradient_without_integrating(lj_setup, anchor_every):
+    """Pass 2 of a two-pass gradient: the VJP of ``replay`` on pass 1's record equals the adjoint
+    rollout's (same backward pass, same reversal error), and its program does not integrate: it
+    holds every scan of the rollout's VJP except the forward rollout's."""
+    from workbench.grad.adjoint import adjoint_replay
+
+    dyn, params, x, v, pairs = lj_setup
+    est = Estimator("adjoint", anchor_every=anchor_every)
+    rollout = rollout_fn(dyn, N_STEPS, lj_obs, est)
+    record, replay = adjoint_replay(dyn, N_STEPS, lj_obs, anchor_every)
+    rec = jax.jit(lambda p: record(p, dyn.init(p, x, v, pairs), pairs))(params)
+
+    def grad(fn, *extra):
+        def total(p, probe):
+            return lj_loss(fn(p, dyn.init(p, x, v, pairs), pairs, probe, *extra).observables)
+        return jax.jit(jax.grad(total, argnums=(0, 1)))
+
+    probe = jnp.zeros(2)
+    g_roll, err_roll = grad(rollout)(params, probe)
+    g_replay, err_replay = grad(replay, rec)(params, probe)
+    assert float(tree_relative_error(g_replay, g_roll)) < 1e-12
+    np.testing.assert_allclose(err_replay, err_roll, rtol=1e-6, atol=1e-18)
+    assert float(tree_relative_error(g_roll, trajectory_loss_and_grad(
+        dyn, params, dyn.init(params, x, v, pairs), pairs, N_STEPS, lj_obs, lj_loss, "direct").grad)) < 1e-7
+
+    def scans(fn, *args):  # lax.scan calls in the traced program (nested ones included)
+        return str(jax.make_jaxpr(fn)(*args)).count("scan[")
+
+    forward = lambda p: rollout(p, dyn.init(p, x, v, pairs), pairs, probe).observables  # noqa: E731
+    n_forward, n_replay = scans(forward, params), scans(grad(replay, rec), params, probe)
+    assert n_forward >= 1 and n_replay >= 1  # the forward rollout; the backward pass
+    assert scans(grad(rollout), params, probe) - n_replay == n_forward

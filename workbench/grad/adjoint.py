@@ -35,6 +35,13 @@ f_n for the reconstruction: the backward pass costs about one force evaluation p
 Hessian-vector product per step and keeps O(1) states.
 
 The pair list is the same constant as in the forward pass.
+
+Replay.  The backward pass needs from the forward pass only s_T and the anchors (its *record*).  A
+caller that has already run the forward windows (a two-pass scheme: pass 1 for the loss and its
+cotangents, pass 2 for the VJP) keeps their records — with the rollout's observables, which a
+nonlinear loss needs in pass 2 — and differentiates ``replay`` instead of the rollout: its primal
+output is the recorded rollout, its VJP the same backward pass, so pass 2 costs the backward pass
+alone instead of one more forward pass plus the backward pass.
 """
 
 from __future__ import annotations
@@ -64,6 +71,24 @@ def adjoint_rollout(dynamics: VerletDynamics, n_steps: int, obs_fn: ObservableFn
     state only, O(1) memory).  The probe's cotangent is the reversal error
     [max |Δx| nm, max |Δv| nm/ps] over the start state and the anchors.
     """
+    return _adjoint(dynamics, n_steps, obs_fn, anchor_every)[0]
+
+
+def adjoint_replay(dynamics: VerletDynamics, n_steps: int, obs_fn: ObservableFn,
+                   anchor_every: int | None = None):
+    """``(record, replay)`` for a two-pass gradient (module docstring, "Replay"):
+
+    - ``record(params, state0, pairs) -> (Rollout, anchors)``: the forward rollout and its anchors
+      (x, v) at steps 0, K, 2K, … and T (2 × (A, N, 3)): what the backward pass needs;
+    - ``replay(params, state0, pairs, probe, record) -> Rollout``: the recorded Rollout, without
+      integrating, differentiable like ``adjoint_rollout``'s rollout (same arguments, same VJP).
+    """
+    _, record, replay = _adjoint(dynamics, n_steps, obs_fn, anchor_every)
+    return record, replay
+
+
+def _adjoint(dynamics: VerletDynamics, n_steps: int, obs_fn: ObservableFn, anchor_every: int | None):
+    """(rollout, record, replay) sharing one forward and one backward pass."""
     k = n_steps if anchor_every is None else min(anchor_every, n_steps)
     dt = dynamics.dt
     half = 0.5 * dt
@@ -136,4 +161,17 @@ def adjoint_rollout(dynamics: VerletDynamics, n_steps: int, obs_fn: ObservableFn
         return theta_bar, lam0, None, err.astype(probe.dtype)
 
     rollout.defvjp(rollout_fwd, rollout_bwd)
-    return rollout
+
+    @jax.custom_vjp
+    def replay(params, state0, pairs, probe, rec):
+        return rec[0]
+
+    def replay_fwd(params, state0, pairs, probe, rec):
+        roll, anchors = rec
+        return roll, (params, state0, pairs, anchors, roll.final_state, probe)
+
+    def replay_bwd(res, ct):
+        return (*rollout_bwd(res, ct), None)
+
+    replay.defvjp(replay_fwd, replay_bwd)
+    return rollout, forward, replay

@@ -454,7 +454,8 @@ class Trainer:
             (_, window_aux), cotangents = self._window_loss(signals)
             g_theta, g_phi, reversal = engine.gradient(theta, phi, x, v, pairs, cotangents,
                                                        self.stop_requested,
-                                                       lambda d, n: self._stage(k, "gradient", d, n))
+                                                       lambda d, n: self._stage(k, "gradient", d, n),
+                                                       records=diag["records"])
             if engine.builder is not None and diag["max_displacement_nm"] >= 0.5 * cfg.md.skin_nm:
                 warnings.append(f"an atom moved {diag['max_displacement_nm']:.3f} nm ≥ skin/2 in a window: "
                                 "raise md.skin_nm")

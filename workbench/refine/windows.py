@@ -15,8 +15,10 @@ velocities (diffusion), the total energy (safety checks) — from which per-wind
 
 with the chosen estimator (``workbench.grad``: adjoint, checkpointed or direct AD through the
 window).  This is exact (the chain rule with the cotangents held fixed), needs memory for one batch
-only and lets the caller stop between batches.  Pass 2 reruns the forward windows, so a gradient
-costs one extra forward pass.
+only and lets the caller stop between batches.  With the adjoint (and φ fixed) pass 1 keeps each
+window's *record* — its features, final state and anchors, on the host — and pass 2 replays it
+(``grad.adjoint.adjoint_replay``): the backward pass alone.  The other estimators (and a trained φ,
+whose gradient needs the states along the window) rerun the forward windows in pass 2.
 
 Devices.  Every batch is split over the devices of ``md.devices`` (``grad.sharding``: a 1-D mesh,
 all processes' devices in a ``jax.distributed`` run); the VJP sums are all-reduced and, like the
@@ -42,6 +44,8 @@ import numpy as np
 
 from workbench import devices
 from workbench.grad import VerletDynamics, rollout_fn, sharding, window_pairs, window_starts
+from workbench.grad.adjoint import adjoint_replay
+from workbench.grad.core import as_estimator
 from workbench.grad.windows import mdot_observable
 from workbench.md import MDConfig, MDRunner, integrators
 from workbench.md.integrators import kinetic_energy, maxwell_boltzmann, remove_com_velocity
@@ -121,7 +125,13 @@ class WindowEngine:
         self.dynamics = VerletDynamics.from_potential(self.potential, system, md.dt_ps)
         self._init_state = jax.jit(lambda p, x, v, pairs: integrators.init_state(
             self.dynamics.energy_and_forces, p, x, v, pairs))
-        self._rollout = rollout_fn(self.dynamics, md.window_steps, self._features_fn(), md.estimator)
+        features = self._features_fn()
+        self._rollout = rollout_fn(self.dynamics, md.window_steps, features, md.estimator)
+        estimator = as_estimator(md.estimator)
+        self.replays = estimator.kind == "adjoint" and not self.train_dipole
+        if self.replays:
+            self._record, self._replay = adjoint_replay(self.dynamics, md.window_steps, features,
+                                                        estimator.anchor_every)
         self._forward = sharding.replicated_jit(self.mesh, self._sharded_forward)
         self._vjp = sharding.replicated_jit(self.mesh, self._sharded_vjp)
 
@@ -245,22 +255,31 @@ class WindowEngine:
             out["vacf"] = jax.vmap(lambda u: diffusion.vacf(u, u.shape[0]))(vc)
         return out
 
-    def _rollouts(self, params, probes, x, v, pairs):
+    def _per_window(self, fn, params, x, v, pairs, *per_window):
+        """``fn(params, s_0, pairs, *per_window)`` vmapped over the windows, s_0 built from θ."""
         pair_axis = None if pairs.ndim == 2 else 0
 
-        def one(x0, v0, p, probe):
-            return self._rollout(params, self.dynamics.init(params, x0, v0, p), p, probe)
+        def one(x0, v0, p, *rest):
+            return fn(params, self.dynamics.init(params, x0, v0, p), p, *rest)
 
-        return jax.vmap(one, in_axes=(0, 0, pair_axis, 0))(x, v, pairs, probes)
+        return jax.vmap(one, in_axes=(0, 0, pair_axis) + (0,) * len(per_window))(x, v, pairs, *per_window)
 
     def _forward_batch(self, params, dipole_params, x, v, pairs):
-        roll = self._rollouts(params, jnp.zeros((x.shape[0], 2), x.dtype), x, v, pairs)
+        if self.replays:
+            records = self._per_window(self._record, params, x, v, pairs)  # (Rollout, anchors)
+            roll = records[0]
+        else:
+            probes = jnp.zeros((x.shape[0], 2), x.dtype)
+            roll, records = self._per_window(self._rollout, params, x, v, pairs, probes), None
         return (self._signals(roll.observables, dipole_params), roll.observables["etot"],
-                roll.max_displacement)
+                roll.max_displacement, records)
 
-    def _vjp_batch(self, params, dipole_params, x, v, pairs, cotangents):
+    def _vjp_batch(self, params, dipole_params, x, v, pairs, cotangents, records):
         def surrogate(p, dp, probes):
-            roll = self._rollouts(p, probes, x, v, pairs)
+            if records is None:
+                roll = self._per_window(self._rollout, p, x, v, pairs, probes)
+            else:
+                roll = self._per_window(self._replay, p, x, v, pairs, probes, records)
             sig = self._signals(roll.observables, dp)
             return sum(jnp.sum(cotangents[k] * sig[k]) for k in cotangents)
 
@@ -273,15 +292,16 @@ class WindowEngine:
         split = sharding.over_windows(self._forward_batch, self.mesh, windowed, sharding.WINDOWED)
         return split(params, dipole_params, x, v, pairs)
 
-    def _sharded_vjp(self, params, dipole_params, x, v, pairs, cotangents):
+    def _sharded_vjp(self, params, dipole_params, x, v, pairs, cotangents, records):
         """(Σ_w dL/dθ, Σ_w dL/dφ) over the batch, all-reduced in float64, and the max reversal error."""
-        def local(p, dp, xs, vs, prs, cot):
-            g_p, g_dp, reversal = self._vjp_batch(p, dp, xs, vs, prs, cot)
+        def local(p, dp, xs, vs, prs, cot, rec):
+            g_p, g_dp, reversal = self._vjp_batch(p, dp, xs, vs, prs, cot, rec)
             return sharding.window_total((g_p, g_dp), axis=None), jax.lax.pmax(reversal, sharding.AXIS)
 
-        split = sharding.over_windows(local, self.mesh, (False, False, True, True, pairs.ndim == 3, True),
+        split = sharding.over_windows(local, self.mesh,
+                                      (False, False, True, True, pairs.ndim == 3, True, True),
                                       sharding.REPLICATED, zero_padded=(5,))
-        (g_p, g_dp), reversal = split(params, dipole_params, x, v, pairs, cotangents)
+        (g_p, g_dp), reversal = split(params, dipole_params, x, v, pairs, cotangents, records)
         return g_p, g_dp, reversal
 
     def compile_gradient(self, params, dipole_params, x, v, pairs):
@@ -289,8 +309,8 @@ class WindowEngine:
         run on another thread while MD runs: XLA releases the GIL); later gradient calls with the
         same shapes and types find it in JAX's cache.  Returns the compiled program."""
         args = (params, dipole_params, x, v, pairs)
-        cotangents = jax.eval_shape(self._forward, *args)[0]
-        return self._vjp.lower(*args, cotangents).compile()
+        cotangents, _, _, records = jax.eval_shape(self._forward, *args)
+        return self._vjp.lower(*args, cotangents, records).compile()
 
     def window_batch(self, params, dipole_params, x, v, pairs) -> int:
         """Windows per compiled call: ``md.window_batch``; else, where the device reports its memory
@@ -314,13 +334,16 @@ class WindowEngine:
 
     def forward(self, params, dipole_params, x, v, pairs, stop: StopFn | None = None,
                 on_batch: Callable[[int, int], None] | None = None):
-        """Pass 1: signals of all windows (dict of (W, n+1, ...) arrays) and diagnostics."""
-        out, etot, disp = [], [], []
+        """Pass 1: signals of all windows (dict of (W, n+1, ...) arrays) and diagnostics, whose
+        ``"records"`` (the adjoint's, or None) :meth:`gradient` takes."""
+        out, etot, disp, records = [], [], [], []
         batches = self._batches(params, dipole_params, x, v, pairs)
         for k, sl in enumerate(batches):
             # to the host: results replicated over the mesh's devices would not mix with the caller's
-            sig, e, d = jax.device_get(self._forward(params, dipole_params, x[sl], v[sl], _take(pairs, sl)))
+            sig, e, d, rec = jax.device_get(self._forward(params, dipole_params, x[sl], v[sl],
+                                                          _take(pairs, sl)))
             out.append(sig)
+            records.append(rec)
             etot.append(np.asarray(e))
             disp.append(float(np.max(d)))
             if on_batch is not None:
@@ -332,19 +355,24 @@ class WindowEngine:
         etot = np.concatenate(etot)
         n_atoms = self.masses.size
         drift = float(np.max(np.abs(etot - etot[:, :1]))) / (n_atoms * KB * self.temperature_K)
+        records = None if records[0] is None else jax.tree.map(lambda *a: np.concatenate(a), *records)
         return signals, {"energy_drift_kT_per_atom": drift, "max_displacement_nm": max(disp),
-                         "finite": bool(np.all(np.isfinite(etot)))}
+                         "finite": bool(np.all(np.isfinite(etot))), "records": records}
 
     def gradient(self, params, dipole_params, x, v, pairs, cotangents, stop: StopFn | None = None,
-                 on_batch: Callable[[int, int], None] | None = None):
+                 on_batch: Callable[[int, int], None] | None = None, records=None):
         """Pass 2: (dL/dθ, dL/dφ, reversal error [nm, nm/ps]) for cotangents g (dict like the signals);
-        summed over batches in float64 (x64 on), returned in the parameters' dtypes."""
+        summed over batches in float64 (x64 on), returned in the parameters' dtypes.  ``records``:
+        pass 1's (its diagnostics' ``"records"``) to replay instead of rerunning the windows."""
+        if self.replays and records is None:
+            records = self.forward(params, dipole_params, x, v, pairs, stop)[1]["records"]
         g_p = g_dp = None
         reversal = np.zeros(2)
         batches = self._batches(params, dipole_params, x, v, pairs)
         for k, sl in enumerate(batches):
+            rec = None if records is None else jax.tree.map(lambda a, s=sl: a[s], records)
             gp, gdp, rev = jax.device_get(self._vjp(params, dipole_params, x[sl], v[sl], _take(pairs, sl),
-                                                    {n: c[sl] for n, c in cotangents.items()}))
+                                                    {n: c[sl] for n, c in cotangents.items()}, rec))
             g_p = gp if g_p is None else jax.tree.map(np.add, g_p, gp)
             g_dp = gdp if g_dp is None else jax.tree.map(np.add, g_dp, gdp)
             reversal = np.maximum(reversal, np.asarray(rev))
