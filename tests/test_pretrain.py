@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from workbench import units
+from workbench.errors import UserInputError
 from workbench.potentials.model_io import load_model
 from workbench.pretrain import (
     Dataset,
@@ -86,3 +87,25 @@ def test_training_from_user_extxyz_reduces_the_loss(tmp_path):
     model = load_model(tmp_path / "model.npz")
     assert model.metadata["training"]["data"]["frames"] == 12
     assert model.metadata["architecture"]["hidden"] == [8]
+
+
+def test_input_standardisation_refuses_a_frame_denser_than_the_neighbour_table():
+    """A frame (here the 64-water box squeezed to 0.6 of its edge: ~4.6× liquid density) whose atoms
+    have more neighbours within r_c than the EANN's table holds gets a clear error, not features
+    silently missing neighbours."""
+    from workbench import models
+    from workbench.potentials import eann
+    from workbench.pretrain import pair_lists, standardise_inputs
+
+    system = models.default_system()
+    x, box = np.asarray(system.positions)[None] * 0.6, np.asarray(system.box)[None] * 0.6
+    data = Dataset(x, box, np.zeros(1), np.zeros_like(x), system.symbols, 64)
+    species = system.species_index(("H", "O"))
+    params = eann.init_eann_params(jax.random.PRNGKey(0), n_species=2, n_radial=8, hidden=(8,),
+                                   cutoff_angstrom=6.0, initpot=0.0, dtype=jnp.float64)
+    pairs = pair_lists(x, box, 0.6)
+    with pytest.raises(UserInputError, match="training frame 0: an atom has more than 136 neighbours"):
+        standardise_inputs(params, species, data, pairs, 6.0)
+    # the same box at its real density passes
+    real = Dataset(x / 0.6, box / 0.6, np.zeros(1), np.zeros_like(x), system.symbols, 64)
+    standardise_inputs(params, species, real, pair_lists(x / 0.6, box / 0.6, 0.6), 6.0)

@@ -445,11 +445,20 @@ def standardise_inputs(params: dict, species, sample: Dataset, pairs, cutoff: fl
     @jax.jit
     def features(x, box, p):
         scale = units.ANGSTROM_PER_NM
-        s, _ = eann.orbital_sums(params, x * scale, box * scale, p, species, cutoff)
-        return eann.density_features(s)
+        s, overflow = eann.orbital_sums(params, x * scale, box * scale, p, species, cutoff)
+        return eann.density_features(s), overflow
 
-    x = np.concatenate([np.asarray(features(jnp.asarray(xi, dtype), jnp.asarray(bi, dtype), jnp.asarray(pi)))
-                        [None] for xi, bi, pi in zip(sample.positions, sample.boxes, pairs, strict=True)])
+    rows = []
+    for k, (xi, bi, pi) in enumerate(zip(sample.positions, sample.boxes, pairs, strict=True)):
+        f, overflow = features(jnp.asarray(xi, dtype), jnp.asarray(bi, dtype), jnp.asarray(pi))
+        if bool(overflow):
+            raise UserInputError(
+                f"training frame {k}: an atom has more than "
+                f"{eann.max_neighbors_default(len(species), cutoff)} neighbours within {cutoff} Å, more "
+                "than the EANN's neighbour table holds (is the frame far denser than a liquid, or its "
+                "cell wrong?)")
+        rows.append(np.asarray(f)[None])
+    x = np.concatenate(rows)
     w, b = np.array(params["layer0.w"], np.float64), np.array(params["layer0.b"], np.float64)
     for s in np.unique(species):
         xs = x[:, species == s].reshape(-1, x.shape[-1]).astype(np.float64)
