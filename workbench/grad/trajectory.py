@@ -24,11 +24,10 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from workbench.grad import sharding
-from workbench.grad.adjoint import adjoint_rollout
+from workbench.grad.adjoint import adjoint_replay, adjoint_rollout
 from workbench.grad.core import (
     Estimator,
     ObservableFn,
-    Rollout,
     VerletDynamics,
     as_estimator,
     tree_norm,
@@ -103,7 +102,8 @@ class TrajectoryLoss:
       estimator: ``"direct"``, ``"checkpoint"``, ``"adjoint"`` or an ``Estimator``.
       batch_size: rollouts evaluated together (``jax.lax.map``); None vmaps all B at once.  With a
         batch size the gradient is taken batch by batch (see ``_two_pass``): memory is bounded by
-        one batch for every estimator (direct AD included), for one extra forward pass.
+        one batch for every estimator (direct AD included), for one extra forward pass (none with
+        the adjoint, which replays pass 1's records: O(1) states per rollout).
       mesh: a ``grad.sharding.window_mesh``: the rollouts are split over its devices (each
         device's share in batches of ``batch_size``), the gradient is taken in two passes and
         all-reduced in float64 (x64 on), then cast to the parameters' dtype.  Arguments and
@@ -125,6 +125,10 @@ class TrajectoryLoss:
         self.batch_size = batch_size
         self.mesh = mesh
         self._rollout = rollout_fn(dynamics, self.n_steps, obs_fn, self.estimator)
+        self._record = self._replay = None
+        if self.estimator.kind == "adjoint":
+            self._record, self._replay = adjoint_replay(dynamics, self.n_steps, obs_fn,
+                                                        self.estimator.anchor_every)
         jit = jax.jit if mesh is None else functools.partial(sharding.replicated_jit, mesh)
         self.rollouts = jit(lambda p, x, v, pairs: self._batched(p, self._probes(x), x, v, pairs))
         self.loss = jit(lambda p, x, v, pairs: self._objective(p, self._probes(x), x, v, pairs)[0])
@@ -134,22 +138,32 @@ class TrajectoryLoss:
     def _probes(positions):
         return jnp.zeros((positions.shape[0], 2), positions.dtype)
 
-    def _batched(self, params, probes, positions, velocities, pairs) -> Rollout:
+    def _batched(self, params, probes, positions, velocities, pairs, record: bool = False):
+        """The rollouts (leading axis B), split over the mesh if any; with ``record`` the adjoint's
+        ``(Rollout, anchors)`` instead (``grad.adjoint.adjoint_replay``)."""
+        def recorded(q, s0, pr, _probe):
+            return self._record(q, s0, pr)
+
+        def local(p, probes_, x, v, prs):
+            return self._per_rollout(recorded if record else self._rollout, p, x, v, prs, probes_)
+
         if self.mesh is None:
-            return self._local_rollouts(params, probes, positions, velocities, pairs)
+            return local(params, probes, positions, velocities, pairs)
         windowed = (False, True, True, True, pairs.ndim == 3)
-        split = sharding.over_windows(self._local_rollouts, self.mesh, windowed, sharding.WINDOWED)
+        split = sharding.over_windows(local, self.mesh, windowed, sharding.WINDOWED)
         return split(params, probes, positions, velocities, pairs)
 
-    def _local_rollouts(self, params, probes, positions, velocities, pairs) -> Rollout:
+    def _per_rollout(self, fn, params, positions, velocities, pairs, *per_rollout):
+        """``fn(params, s_0, pairs, *per_rollout)`` for every rollout (vmap, or ``lax.map`` in
+        batches of ``batch_size``), s_0 built from θ."""
         shared = pairs.ndim == 2
 
         def one(args):
-            x, v, own_pairs, probe = args
+            x, v, own_pairs, *rest = args
             pr = pairs if shared else own_pairs
-            return self._rollout(params, self.dynamics.init(params, x, v, pr), pr, probe)
+            return fn(params, self.dynamics.init(params, x, v, pr), pr, *rest)
 
-        args = (positions, velocities, None if shared else pairs, probes)
+        args = (positions, velocities, None if shared else pairs, *per_rollout)
         if self.batch_size is None:
             return jax.vmap(one)(args)
         return jax.lax.map(one, args, batch_size=self.batch_size)
@@ -171,40 +185,42 @@ class TrajectoryLoss:
     def _two_pass(self, params, probes, positions, velocities, pairs):
         """Gradient batch by batch: dL/dθ = Σ_b (do^b/dθ)ᵀ ∂L/∂o^b with ∂L/∂o from a first forward
         pass, then one VJP per batch of ``batch_size`` rollouts inside ``lax.map``, so only one
-        batch's residuals are alive at a time (costs one extra forward pass).  With a mesh each
-        device does its share of both passes and the sums are all-reduced."""
-        roll = self._batched(params, probes, positions, velocities, pairs)
+        batch's residuals are alive at a time.  The adjoint keeps pass 1's records and replays them
+        (its backward pass alone); the exact estimators rerun the forward rollouts in pass 2.  With
+        a mesh each device does its share of both passes and the sums are all-reduced."""
+        records = None
+        if self._replay is not None:
+            records = self._batched(params, probes, positions, velocities, pairs, record=True)
+            roll = records[0]
+        else:
+            roll = self._batched(params, probes, positions, velocities, pairs)
         loss, loss_vjp = jax.vjp(self.loss_fn, roll.observables)
         (g_obs,) = loss_vjp(jnp.ones_like(loss))
-        args = (params, probes, positions, velocities, pairs, g_obs)
+        args = (params, probes, positions, velocities, pairs, g_obs, records)
         if self.mesh is None:
             grads, reversal = self._local_vjps(*args)
         else:
-            windowed = (False, True, True, True, pairs.ndim == 3, True)
+            windowed = (False, True, True, True, pairs.ndim == 3, True, True)
             split = sharding.over_windows(self._local_vjps, self.mesh, windowed,
                                           (sharding.REPLICATED, sharding.WINDOWED), zero_padded=(5,))
             grads, reversal = split(*args)
         return loss, roll.max_displacement, sharding.in_dtype_of(params, grads), reversal
 
-    def _local_vjps(self, params, probes, positions, velocities, pairs, g_obs):
+    def _local_vjps(self, params, probes, positions, velocities, pairs, g_obs, records):
         """(Σ_w (do^w/dθ)ᵀ g_w, per-rollout reversal errors) over these rollouts — over all devices'
-        with a mesh — the sum in ``sharding.accumulation_dtype()``."""
-        shared = pairs.ndim == 2
+        with a mesh — the sum in ``sharding.accumulation_dtype()``; ``records``: pass 1's, to replay."""
+        def one(p, s0, pr, probe, g, *record):
+            def observables(q, pb):
+                if record:
+                    return self._replay(q, self.dynamics.init(q, s0.positions, s0.velocities, pr), pr, pb,
+                                        record[0]).observables
+                return self._rollout(q, self.dynamics.init(q, s0.positions, s0.velocities, pr), pr,
+                                     pb).observables
 
-        def one(args):
-            x, v, own_pairs, probe, g = args
-            pr = pairs if shared else own_pairs
+            return jax.vjp(observables, p, probe)[1](g)
 
-            def observables(p, pb):
-                return self._rollout(p, self.dynamics.init(p, x, v, pr), pr, pb).observables
-
-            return jax.vjp(observables, params, probe)[1](g)
-
-        args = (positions, velocities, None if shared else pairs, probes, g_obs)
-        if self.batch_size is None:
-            grads, reversal = jax.vmap(one)(args)
-        else:
-            grads, reversal = jax.lax.map(one, args, batch_size=self.batch_size)
+        extra = () if records is None else (records,)
+        grads, reversal = self._per_rollout(one, params, positions, velocities, pairs, probes, g_obs, *extra)
         if self.mesh is not None:
             return sharding.window_total(grads), reversal
         acc = sharding.accumulation_dtype()
