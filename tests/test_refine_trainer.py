@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from workbench.refine import RefinementFailed, Trainer, from_dict, read_jsonl
+from workbench.refine import ConfigError, RefinementFailed, Trainer, from_dict, read_jsonl
 from workbench.refine.checkpoint import list_checkpoints, load_checkpoint
 from workbench.system import System, write
 
@@ -225,3 +225,23 @@ def test_density_loss_by_reweighting_npt_samples(argon_file, tmp_path):
     assert stopped.run().status == "stopped"
     resumed = iterations(Trainer.resume(tmp_path / "stopped").run().history)[-1]
     assert resumed["loss"] == second["loss"] and resumed["density_g_cm3"] == second["density_g_cm3"]
+
+
+def test_replica_chains_carry_their_states_and_resume_exactly(argon_file, tmp_path):
+    """md.replicas = 2: the starting frames come from two NVT chains, each carrying its own last state
+    (checkpointed, (2, N, 3)); a run stopped after one iteration and resumed equals an uninterrupted one."""
+    cfg = argon_config(argon_file, **{"run.iterations": 2, "md.replicas": 2})
+    reference = Trainer(from_dict(cfg), tmp_path / "reference").run()
+    x = reference.state.md_positions
+    assert x.shape == (2, 64, 3) and np.max(np.abs(x[0] - x[1])) > 0.01  # two distinct chains
+
+    seen = []
+    stopped = Trainer(from_dict(cfg), tmp_path / "run", [seen.append],
+                      lambda: any(e["kind"] == "iteration" for e in seen)).run()
+    assert stopped.status == "stopped" and stopped.state.iteration == 1
+    resumed = Trainer.resume(tmp_path / "run").run()
+    got, want = iterations(resumed.history), iterations(reference.history)
+    assert [e["loss"] for e in got] == [e["loss"] for e in want]
+    np.testing.assert_array_equal(resumed.state.md_positions, x)
+    with pytest.raises(ConfigError, match="md.replicas: must divide md.n_windows"):
+        from_dict(argon_config(argon_file, **{"md.replicas": 3}))

@@ -71,7 +71,7 @@ def _sharded_window_engine() -> dict:
         d = green_kubo_from_vacf(jnp.mean(signals["vacf"], axis=0), md.dt_ps)
         return ((d - 0.002) / 0.002) ** 2
 
-    out, grads = {}, {}
+    out, grads, frames = {}, {}, {}
     for n in (1, 4):
         engine = WindowEngine(lennard_jones(), system, None, dataclasses.replace(md, devices=n), 94.4, "auto",
                               ["vacf"])
@@ -81,8 +81,15 @@ def _sharded_window_engine() -> dict:
         out[str(n)] = {"mesh": engine.mesh.size, "windows": int(xs.shape[0]), "loss": float(loss(sig)),
                        "dtype": str(sig["vacf"].dtype), "reversal": float(reversal[0]),
                        "drift": diag["energy_drift_kT_per_atom"]}
+        # three NVT replica chains (uneven on 4 devices: one padded), one starting frame each
+        sampler = WindowEngine(lennard_jones(), system, None, dataclasses.replace(md, devices=n, replicas=3),
+                               94.4, "auto", ["vacf"])
+        frames[n] = sampler.sample(params, x[0], v[0], jax.random.PRNGKey(7))
     return {"rel_err": float(tree_relative_error(grads[4], grads[1])),
-            "grad_norm": float(tree_norm(grads[1])), **out}
+            "grad_norm": float(tree_norm(grads[1])), **out,
+            "replica_frames": list(frames[4].positions.shape),
+            "replica_diff": float(np.max(np.abs(frames[4].positions - frames[1].positions))),
+            "replica_spread": float(np.max(np.abs(frames[1].positions[0] - frames[1].positions[1])))}
 
 
 def test_sharded_trajectory_loss_equals_single_device_gradient():
@@ -104,6 +111,9 @@ def test_sharded_window_engine_equals_single_device_gradient():
     assert out["4"]["dtype"] == "float64"  # "auto" on CPU
     assert out["4"]["drift"] == pytest.approx(out["1"]["drift"], rel=1e-9)
     assert out["4"]["reversal"] < 1e-9
+    # sampling replicas split over the devices: the same chains as on one device
+    assert out["replica_frames"] == [3, 27, 3] and out["replica_spread"] > 1e-3
+    assert out["replica_diff"] <= 1e-9, out
 
 
 def test_two_process_distributed_run_gives_the_single_device_gradient():

@@ -15,6 +15,7 @@ from workbench.md.simulate import (
     MDConfig,
     MDRunner,
     NPTRunner,
+    ReplicaRunner,
     Trajectory,
     energy_drift,
     make_runner,
@@ -22,7 +23,7 @@ from workbench.md.simulate import (
 )
 
 __all__ = [
-    "MDConfig", "MDRunner", "MDState", "NPTRunner", "PairListBuilder", "Trajectory", "baoab_langevin",
-    "energy_and_forces_fn", "energy_drift", "kinetic_energy", "make_runner", "maxwell_boltzmann",
-    "overflowed", "remove_com_velocity", "simulate", "temperature", "velocity_verlet",
+    "MDConfig", "MDRunner", "MDState", "NPTRunner", "PairListBuilder", "ReplicaRunner", "Trajectory",
+    "baoab_langevin", "energy_and_forces_fn", "energy_drift", "kinetic_energy", "make_runner",
+    "maxwell_boltzmann", "overflowed", "remove_com_velocity", "simulate", "temperature", "velocity_verlet",
 ]

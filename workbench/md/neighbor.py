@@ -17,6 +17,7 @@ of every build, and a box change forces a rebuild.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from typing import NamedTuple
 
@@ -63,6 +64,22 @@ class PairListBuilder:
     def update(self, positions, nbrs):
         """Rebuild if needed (jit-able); sets the overflow flag when the capacity is exceeded."""
         return nbrs.update(self.wrap(positions))
+
+    @functools.cached_property
+    def _jit_update(self):
+        return jax.jit(self.update)
+
+    def rebuild(self, positions, like, capacity: int):
+        """A list of exactly ``capacity`` rows for ``positions``, built from scratch (not jit-able:
+        the capacity is static), in the format of ``like`` (any list of this builder); its overflow
+        flag is set when ``capacity`` is too small.  Lists rebuilt to one capacity stack (replicas,
+        windows) and depend only on the positions."""
+        x = jnp.asarray(positions)
+        padded = jnp.full((2, capacity), x.shape[0], dtype=like.idx.dtype)
+        # a reference half a box away: every atom "moved" more than skin/2, so the update rebuilds
+        stale = dataclasses.replace(like, idx=padded, max_occupancy=capacity,
+                                    reference_position=x + 0.5 * jnp.asarray(self.box, x.dtype))
+        return self._jit_update(x, stale)
 
     def wrap(self, positions):
         """Positions folded into [0, L) (the lists work on wrapped copies; MD keeps unwrapped ones)."""

@@ -8,7 +8,7 @@ key (``md.dt_fs: must be > 0, got -1``).
     [run]          dir, seed, iterations, precision, keep_checkpoints, plots
     [system]       structure, model, cutoff_nm, temperature_K, params (initial parameter overrides)
     [dipole]       model, params
-    [md]           dt_fs, gamma_per_ps, equilibrate_ps, sampling_ps, n_windows, time_reversal,
+    [md]           dt_fs, gamma_per_ps, equilibrate_ps, sampling_ps, n_windows, replicas, time_reversal,
                    truncation_fs, estimator, window_batch, devices, skin_nm
     [loss.ir]      weight, target, mode, normalise, grid_step_cm, ranges_cm, range_weights, window,
                    sigma_ps, quantum_correction
@@ -92,6 +92,8 @@ class MDSettings:
     equilibrate_ps: float = _opt(1.0, "NVT before the first iteration (ps)", ge=0.0)
     sampling_ps: float = _opt(1.0, "NVT per iteration; a start every sampling_ps/n_windows (ps)", gt=0.0)
     n_windows: int = _opt(4, "starting frames per iteration (×2 windows with time_reversal)", ge=1)
+    replicas: int = _opt(1, "independent NVT chains the starting frames come from, run side by side "
+                            "(split over md.devices), n_windows/replicas frames each", ge=1)
     time_reversal: bool = _opt(True, "also run each window from the frame with flipped velocities")
     truncation_fs: float = _opt(200.0, "window (TCF and gradient truncation) length τ (fs)", gt=0.0)
     estimator: str = _opt("adjoint", "gradient estimator", choices=("adjoint", "checkpoint", "direct"))
@@ -315,6 +317,9 @@ def _cross_checks(cfg: RefineConfig) -> None:
     if md.n_runs % md.batch:
         raise ConfigError(f"md.window_batch: must divide the number of windows ({md.n_runs}), "
                           f"got {md.window_batch}")
+    if md.n_windows % md.replicas:
+        raise ConfigError(f"md.replicas: must divide md.n_windows ({md.n_windows}) so that every NVT "
+                          f"chain gives the same number of starting frames, got {md.replicas}")
     ir = loss.ir
     if len(ir.ranges_cm) != len(ir.range_weights):
         raise ConfigError(f"loss.ir.range_weights: needs one weight per range ({len(ir.ranges_cm)}), "

@@ -539,7 +539,7 @@ class Trainer:
         dcfg, runner = self.config.loss.density, self._npt_runner()
         every = runner.config.sample_every
         try:
-            state, pairs = runner.init(frames.last_positions, frames.last_velocities, params=theta)
+            state, pairs = runner.init(*frames.first_chain(), params=theta)
             n_eq = int(round(dcfg.equilibrate_ps / self.config.md.dt_ps / every))
             if n_eq:
                 state, pairs, key, _ = runner.run(state, pairs, n_eq, params=theta, key=key, store=False,

@@ -3,6 +3,10 @@ r"""One refinement iteration's molecular dynamics: NVT sampling of window starts
 Sampling.  Langevin NVT (BAOAB) with the current parameters θ continues from the previous
 iteration's last state; K frames are kept, one every ``sampling_ps / K``; their centre-of-mass
 velocity is removed.  No gradient flows through it (the frames are constants, as in the seed paper).
+With ``md.replicas`` = R > 1, R independent chains (``md.simulate.ReplicaRunner``: side by side,
+split over the devices) give K/R frames each, ``sampling_ps / K`` apart: the same NVT time per
+iteration in 1/R of the sequential steps.  The chains start from the same state with their own
+noise and carry their own last state (R, N, 3) from iteration to iteration.
 
 Windows.  From each frame (and, with time reversal, from the frame with flipped velocities) an NVE
 window of n = τ/Δt steps is run with θ; each step yields *features* — Ṁ (IR), the molecular-centre
@@ -47,7 +51,7 @@ from workbench.grad import VerletDynamics, rollout_fn, sharding, window_pairs, w
 from workbench.grad.adjoint import adjoint_replay
 from workbench.grad.core import as_estimator
 from workbench.grad.windows import mdot_observable
-from workbench.md import MDConfig, MDRunner, integrators
+from workbench.md import MDConfig, MDRunner, ReplicaRunner, integrators
 from workbench.md.integrators import kinetic_energy, maxwell_boltzmann, remove_com_velocity
 from workbench.md.neighbor import PairListBuilder, overflowed
 from workbench.md.simulate import chunk_summary
@@ -79,6 +83,11 @@ class Frames:
     last_positions: np.ndarray
     last_velocities: np.ndarray
     temperature_K: float
+
+    def first_chain(self):
+        """(x, v) (N, 3) of the last state of the first NVT chain (the only one without replicas)."""
+        x, v = np.asarray(self.last_positions), np.asarray(self.last_velocities)
+        return (x[0], v[0]) if x.ndim == 3 else (x, v)
 
 
 class WindowEngine:
@@ -116,12 +125,12 @@ class WindowEngine:
         self.potential = potential.replace(cutoff=None) if small else potential
         self.builder = None if small else PairListBuilder(tuple(self.box), potential.cutoff, md.skin_nm)
         self.pair_capacity: int | None = None
-        self._templates: dict = {}
-        if self.builder is not None:
-            self._rebuild = jax.jit(self.builder.update)
-        self.nvt = MDRunner(self.potential, system, MDConfig(
-            ensemble="nvt", temperature_K=self.temperature_K, dt=md.dt_ps, gamma=md.gamma_per_ps,
-            sample_every=md.spacing_steps, precision=precision, skin=md.skin_nm, chunk_frames=1, seed=seed))
+        self._like = None  # a list whose format the rebuilt lists take
+        nvt = MDConfig(ensemble="nvt", temperature_K=self.temperature_K, dt=md.dt_ps, gamma=md.gamma_per_ps,
+                       sample_every=md.spacing_steps, precision=precision, skin=md.skin_nm, chunk_frames=1,
+                       seed=seed)
+        self.nvt = (ReplicaRunner(self.potential, system, nvt, md.replicas, self.mesh) if md.replicas > 1
+                    else MDRunner(self.potential, system, nvt))
         self.dynamics = VerletDynamics.from_potential(self.potential, system, md.dt_ps)
         self._init_state = jax.jit(lambda p, x, v, pairs: integrators.init_state(
             self.dynamics.energy_and_forces, p, x, v, pairs))
@@ -144,8 +153,8 @@ class WindowEngine:
         return np.asarray(self.system.positions, float), np.asarray(v, float)
 
     def equilibrate(self, params, positions, velocities, key, duration_ps: float, stop: StopFn | None = None):
-        """NVT for ``duration_ps`` (rounded to whole sampling intervals sampling_ps/K) from (x, v);
-        returns the final (x, v)."""
+        """NVT for ``duration_ps`` (rounded to whole sampling intervals sampling_ps/K) from (x, v) —
+        every chain, with replicas; returns the final (x, v)."""
         n = int(round(duration_ps / self.md.dt_ps / self.md.spacing_steps))
         if n == 0:
             return positions, velocities
@@ -154,22 +163,32 @@ class WindowEngine:
 
     def sample(self, params, positions, velocities, key, stop: StopFn | None = None) -> Frames:
         """K NVT frames ``sampling_ps/K`` apart, continuing from (x, v) (see module docstring)."""
-        return self._nvt(params, positions, velocities, key, self.md.n_windows, stop)
+        return self._nvt(params, positions, velocities, key, self.md.n_windows // self.md.replicas, stop)
 
     def _nvt(self, params, positions, velocities, key, n_frames: int, stop) -> Frames:
-        runner = self.nvt
+        """``n_frames`` frames of every chain from (x, v) ((R, N, 3) or one state for all chains)."""
+        runner, replicas = self.nvt, self.md.replicas
         try:
             x0 = jnp.asarray(positions, self.dtype)
-            nbrs = runner.allocate_pairs(x0) if self.builder is None else self.pair_list(x0)
-            state = self._init_state(params, x0, jnp.asarray(velocities, self.dtype), nbrs.idx)
+            v0 = jnp.asarray(velocities, self.dtype)
+            if replicas > 1:
+                shape = (replicas, *x0.shape[-2:])
+                state, nbrs = runner.init_replicas(jnp.broadcast_to(x0, shape), jnp.broadcast_to(v0, shape),
+                                                   params)
+                key = jax.random.split(key, replicas)
+            else:
+                nbrs = runner.allocate_pairs(x0) if self.builder is None else self.pair_list(x0)
+                state = self._init_state(params, x0, v0, nbrs.idx)
             state, nbrs, _, frames = runner.run(state, nbrs, n_frames, params=params, key=key,
                                                 stop_requested=stop)
         except (FloatingPointError, RuntimeError) as err:
             raise IterationFailure(f"NVT sampling failed: {err}") from err
         if self.builder is not None:  # an overflow inside the run reallocated a larger list
-            self.pair_capacity = max(self.pair_capacity, int(nbrs.idx.shape[1]))
+            self.pair_capacity = max(self.pair_capacity or 0, int(nbrs.idx.shape[-1]))
         if stop is not None and stop():
             raise Stopped
+        if replicas > 1:  # (F, R, ...) → chain by chain, (R·F, ...)
+            frames = tuple(np.swapaxes(a, 0, 1).reshape(-1, *a.shape[2:]) for a in frames)
         x, v, _ = frames
         temps = chunk_summary(frames, self.masses, runner.config)["temperature_K"]
         temperature = float(np.mean(temps))
@@ -200,23 +219,15 @@ class WindowEngine:
         """A jax-md neighbour list of ``pair_capacity`` rows for one frame (capacity grown by 25 % +
         16 rows while the frame overflows it; first set from an allocation)."""
         x = jnp.asarray(positions)
+        if self._like is None:
+            self._like = self.builder.allocate(x)
         if self.pair_capacity is None:
-            self.pair_capacity = int(self.builder.allocate(x).idx.shape[1]) + 16
+            self.pair_capacity = int(self._like.idx.shape[1]) + 16
         while True:
-            # a reference half a box away: every atom "moved" more than skin/2, so update rebuilds
-            stale = dataclasses.replace(self._template(x), reference_position=x + 0.5 * jnp.asarray(self.box))
-            nbrs = self._rebuild(x, stale)
+            nbrs = self.builder.rebuild(x, self._like, self.pair_capacity)
             if not overflowed(nbrs):
                 return nbrs
             self.pair_capacity = int(self.pair_capacity * 1.25) + 16
-
-    def _template(self, x):
-        if self._templates.get("capacity") != self.pair_capacity:
-            nbrs = self.builder.allocate(x)
-            padded = jnp.full((2, self.pair_capacity), x.shape[0], dtype=nbrs.idx.dtype)
-            self._templates = {"capacity": self.pair_capacity, "nbrs": dataclasses.replace(
-                nbrs, idx=padded, max_occupancy=self.pair_capacity)}
-        return self._templates["nbrs"]
 
     def _features_fn(self):
         """obs(state) → dict of per-step features (see module docstring)."""
