@@ -24,6 +24,8 @@ def test_water_box_density_geometry_and_no_overlaps():
     # seeded: same seed, same box; another seed, another box
     np.testing.assert_array_equal(systems.water_box(32, seed=3).positions, pos)
     assert not np.allclose(systems.water_box(32, seed=4).positions, pos)
+    # every atom kept apart, not only the oxygens: this box once had two H 0.0915 nm apart
+    systems.check_no_overlaps(systems.water_box(216, density_g_cm3=0.997, seed=0))
 
 
 def test_water_box_too_dense_is_refused():

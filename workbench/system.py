@@ -97,8 +97,9 @@ def water_box(n_molecules: int, density_g_cm3: float = 0.997, seed: int = 0,
 
     Molecules are placed one at a time at random positions with random orientations (seeded), each
     accepted only if its oxygen is at least ``min_distance`` nm (minimum image) from every other
-    oxygen; geometry r_OH = 0.09419 nm, angle 107.4°.  Raises ``StructureError`` when the box is
-    too dense to fill.
+    oxygen and each of its atoms at least ``MIN_INTERMOLECULAR_DISTANCE`` from every atom of the
+    other molecules (what ``check_no_overlaps`` demands of a structure file); geometry
+    r_OH = 0.09419 nm, angle 107.4°.  Raises ``StructureError`` when the box is too dense to fill.
     """
     if n_molecules < 1:
         raise StructureError("a water box needs at least one molecule")
@@ -128,9 +129,14 @@ def water_box(n_molecules: int, density_g_cm3: float = 0.997, seed: int = 0,
             d -= box * np.round(d / box)
             if np.min(np.linalg.norm(d, axis=1)) < min_distance:
                 continue
-        rot = _random_rotation(rng)
+        atoms = o + local @ _random_rotation(rng).T
+        if coords:
+            d = np.concatenate(coords)[None, :, :] - atoms[:, None, :]
+            d -= box * np.round(d / box)
+            if np.min(np.linalg.norm(d, axis=-1)) < MIN_INTERMOLECULAR_DISTANCE:
+                continue
         oxygens.append(o)
-        coords.append(o + local @ rot.T)
+        coords.append(atoms)
     positions = np.concatenate(coords)
     symbols = ("O", "H", "H") * n_molecules
     molecules = np.arange(3 * n_molecules).reshape(n_molecules, 3)
