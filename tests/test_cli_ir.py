@@ -37,7 +37,7 @@ def test_ir_writes_spectrum_csv_png_and_summary(tmp_path, capsys):
     (["--structure", "no/such/file.pdb"], "does not exist"),
     (["--structure", "{bad}"], "cannot read"),
     (["--exp", "no/such/spectrum.csv"], "does not exist"),
-    (["--tcf-ps", "5"], "must not exceed"),
+    (["--tcf-ps", "5"], "must be at most window_ps"),
     (["--model", "no/such/model.npz"], "neither a shipped model"),
 ])
 def test_ir_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
@@ -58,3 +58,12 @@ def test_ir_refuses_a_structure_that_is_not_water(tmp_path, capsys, argon_lattic
     assert main(["ir", *TINY, "--structure", str(path), "-o", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("workbench: error:") and "water" in err and "\n" not in err
+
+
+def test_ir_ps_is_the_nvt_length():
+    """``--ps`` (the issue's name) and ``--nvt-ps`` set the same NVT sampling length."""
+    from workbench.cli import build_parser
+
+    parser = build_parser()
+    short, long = parser.parse_args(["ir", "--ps", "7.5"]), parser.parse_args(["ir", "--nvt-ps", "7.5"])
+    assert short.nvt_ps == long.nvt_ps == 7.5

@@ -33,7 +33,7 @@ def test_presets_and_step_counts():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"tcf_ps": 2.0, "window_ps": 1.0}, "must not exceed"),
+    ({"tcf_ps": 2.0, "window_ps": 1.0}, "must be at most window_ps"),
     ({"sample_fs": 5.0}, "resolve only up to"),
     ({"sample_fs": 0.7}, "multiple of dt_fs"),
     ({"n_windows": 0}, "positive integer"),

@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "Bertie & Lan 1996 water spectrum)")
     p.add_argument("--temperature", type=float, help="K (default 298.15)")
     p.add_argument("--equilibrate-ps", type=float, help="unsaved NVT before sampling, ps")
-    p.add_argument("--nvt-ps", type=float, help="NVT sampling length, ps")
+    p.add_argument("--nvt-ps", "--ps", dest="nvt_ps", type=float, help="NVT sampling length, ps")
     p.add_argument("--windows", type=int,
                    help="number K of NVE starting states (evenly spaced in the NVT run)")
     p.add_argument("--window-ps", type=float, help="length of each NVE window, ps")
@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-s", type=float,
                    help="stop between window batches after this many seconds (paper)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                   help="override a refinement-config key, TOML value syntax (paper; repeatable)")
+                   help="override a refinement-config key, TOML value syntax (paper; repeatable); "
+                        "pretrained: a run length, e.g. stability_ps=20")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("serve", help="serve the dashboard at http://ADDRESS:PORT/app (localhost by default)")

@@ -139,7 +139,9 @@ class IRProtocol:
         if self.n_lags < 2:
             raise ProtocolError(f"tcf_ps ({self.tcf_ps}) must span at least one frame of {self.sample_fs} fs")
         if self.n_lags > self.window_frames:
-            raise ProtocolError(f"tcf_ps ({self.tcf_ps}) must not exceed window_ps ({self.window_ps})")
+            raise ProtocolError(f"tcf_ps ({self.tcf_ps}) must be at most window_ps − sample_fs = "
+                                f"{self.window_ps - 1e-3 * self.sample_fs:g} ps: a TCF to lag τ needs "
+                                f"frames beyond τ in each window of {self.window_ps} ps")
 
     def replace(self, **changes) -> IRProtocol:
         return dataclasses.replace(self, **changes)
