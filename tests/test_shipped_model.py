@@ -58,3 +58,23 @@ def test_shipped_model_force_error_on_fresh_qtip4pf_frames():
     relative = metrics["force_rmse_kJ_mol_nm"] / metrics["force_rms_kJ_mol_nm"]
     assert data.n_frames == 3
     assert relative < RELATIVE_FORCE_BOUND, metrics
+
+
+def test_stability_structure_checks_see_broken_molecules():
+    """The stability verdict of ``bench pretrained`` looks at the structure, not only at T: intact
+    liquid water passes both checks; one O–H bond stretched to 0.3 nm, or two oxygens pushed to
+    0.1 nm, fails them."""
+    from workbench.bench_pretrained import MAX_OH_NM, MIN_OO_NM, max_oh_nm, min_oo_nm
+    from workbench.models import default_system
+
+    system = default_system()
+    x = np.asarray(system.positions, float)[None]
+    mol = np.asarray(system.molecules)
+    assert 0.09 < max_oh_nm(x, mol)[0] < MAX_OH_NM and min_oo_nm(x, system.box, mol)[0] > MIN_OO_NM
+    stretched = x.copy()
+    o, h = mol[5, 0], mol[5, 1]
+    stretched[0, h] = x[0, o] + 0.3 * (x[0, h] - x[0, o]) / np.linalg.norm(x[0, h] - x[0, o])
+    assert max_oh_nm(stretched, mol)[0] == pytest.approx(0.3)
+    squeezed = x.copy()
+    squeezed[0, mol[7]] += x[0, mol[3, 0]] + [0.1, 0.0, 0.0] - x[0, mol[7, 0]] + system.box  # an image
+    assert min_oo_nm(squeezed, system.box, mol)[0] == pytest.approx(0.1)
