@@ -325,6 +325,10 @@ class ReplicaRunner(MDRunner):
                 return jax.tree.map(lambda *a: jnp.stack(a), *lists)
             capacity = int(capacity * 1.25) + 16
 
+    def init(self, *args, **kwargs):
+        raise TypeError("ReplicaRunner.init: a replica run starts from (R, N, 3) positions and velocities: "
+                        "use init_replicas(positions, velocities, params)")
+
     def init_replicas(self, positions, velocities, params=None):
         """(states, pair lists) for replica positions and velocities (R, N, 3)."""
         dtype = self.config.dtype
