@@ -9,10 +9,12 @@ and time-reversed for n steps, loss of the per-step observable through TCF → s
   alone (forward windows, TCF, spectrum), same inputs, after JIT warm-up (best of 3 calls);
   ``direct_cost_ratio`` the same for direct AD (one call; one window at a time in the full run).
   Each backward step of the adjoint needs the force F(x_n) (to reconstruct the state) and one
-  product (∂F/∂(x, θ))ᵀw, so where the force dominates a step the ratio cannot go below
-  1 + ``force_vjp_over_force``;
-- ``force_vjp_over_force``: wall time of F and its VJP in (x, θ) at one frame (the adjoint's
-  backward step without the observable) ÷ wall time of F alone (interleaved, best of 10);
+  Hessian-vector product H·w (the x-part of its adjoint equation), which it takes as the tangent
+  of a forward-over-reverse linearisation whose primal is F(x_n); where the force dominates a step
+  the ratio cannot go below 1 + ``force_hvp_over_force`` (the θ-part and the observable add more);
+- ``force_hvp_over_force``: wall time of F with its directional derivative (F and H·w by
+  ``jax.jvp`` of the force, w a unit random direction) at one frame ÷ wall time of F alone
+  (interleaved, best of 10);
 - ``adjoint_mem_ratio_10x`` / ``direct_mem_ratio_10x``: peak memory of the compiled loss-and-
   gradient for windows 10× longer ÷ that for the short windows.  Peak = ``temp_size_in_bytes`` +
   ``argument_size_in_bytes`` + ``output_size_in_bytes`` − ``alias_size_in_bytes`` of
@@ -43,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench.bench import best_time
-from workbench.bench_speed import force_and_adjoint_step, interleaved_best_ms
+from workbench.bench_speed import interleaved_best_ms
 from workbench.devices import peak_bytes
 from workbench.grad import (
     TrajectoryLoss,
@@ -122,6 +124,18 @@ def _water_system():
     return system, qtip4pf(system)
 
 
+def force_hvp_costs(dyn: VerletDynamics, params, x, pairs, repeats: int = 10) -> dict:
+    """Best wall times (ms) of F(x) and of (F(x), H(x)·w) by ``jax.jvp`` of the force (the adjoint's
+    reconstruct-and-HVP work of one backward step), w a fixed unit random direction."""
+    x, pairs = jnp.asarray(x), jnp.asarray(pairs)
+    box = jnp.asarray(dyn.box, x.dtype)
+    w = jax.random.normal(jax.random.PRNGKey(0), x.shape, x.dtype)
+    w = w / jnp.linalg.norm(w)
+    force = jax.jit(lambda y: -jax.grad(dyn.energy_fn, argnums=1)(params, y, box, pairs))
+    hvp = jax.jit(lambda y: jax.jvp(force, (y,), (w,)))
+    return interleaved_best_ms({"force": (force, (x,)), "force_hvp": (hvp, (x,))}, repeats)
+
+
 def ir_loss(system, n_steps: int, dt: float):
     """The seed paper's IR loss of windows' Ṁ (W, n + 1, 3) against Bertie & Lan:
     Σ w (nα − nα_exp)² on the 8.339 cm⁻¹ grid to 4000 cm⁻¹, w = 10 below 1000 cm⁻¹, TCF length n Δt."""
@@ -182,9 +196,7 @@ def run(quick: bool = False) -> dict:
                      "long": _memory(TrajectoryLoss(dyn, 10 * n_short, obs, loss_long, kind), args)}
     ratio = {k: m["long"]["peak_bytes"] / m["short"]["peak_bytes"] for k, m in mem.items()}
     diag = jax.device_get(res_adj.diagnostics)
-    force, force_vjp = force_and_adjoint_step(lambda xx, p, pr: dyn.energy_fn(p, xx, dyn.box, pr))
-    frame = (jnp.asarray(frames_x[0]), params, jnp.asarray(pairs))
-    costs = interleaved_best_ms({"force": (force, frame), "force_vjp": (force_vjp, frame)}, 10)
+    costs = force_hvp_costs(dyn, params, frames_x[0], pairs)
     return {
         "system": desc,
         "precision": "float64",
@@ -193,7 +205,7 @@ def run(quick: bool = False) -> dict:
         "adjoint_vs_direct_rel_err": float(tree_relative_error(res_adj.grad, res_dir.grad)),
         "adjoint_cost_ratio": t_grad / t_fwd,
         "direct_cost_ratio": t_direct / t_fwd,
-        "force_vjp_over_force": costs["force_vjp"] / costs["force"],
+        "force_hvp_over_force": costs["force_hvp"] / costs["force"],
         "force_ms": costs["force"],
         "adjoint_mem_ratio_10x": ratio["adjoint"],
         "direct_mem_ratio_10x": ratio["direct"],

@@ -90,7 +90,7 @@ def _seed_params(npz_path: Path, dtype) -> dict:
     return {k: [v[i] for i in sorted(v)] if isinstance(v, dict) else v for k, v in out.items()}
 
 
-def force_and_adjoint_step(energy_fn):
+def _force_and_adjoint_step(energy_fn):
     """Jitted force(x, θ, pairs) and adjoint_step(x, θ, pairs) = VJP of the force in (x, θ) with
     cotangent F, for ``energy_fn(x, θ, pairs)``.  The pair list is an argument, as in MD."""
     force = jax.jit(lambda x, p, pairs: -jax.grad(energy_fn)(x, p, pairs))
@@ -125,7 +125,7 @@ def _pair_timings(system, potential, npz_path, precision: str, repeats: int) -> 
     params = jax.tree.map(lambda a: jnp.asarray(a, dtype), potential.params)
     box = jnp.asarray(box_nm, dtype)
     pairs_j = jnp.asarray(pairs)
-    force, step = force_and_adjoint_step(lambda x, p, pairs: potential.energy_fn(p, x, box, pairs))
+    force, step = _force_and_adjoint_step(lambda x, p, pairs: potential.energy_fn(p, x, box, pairs))
     calls = {"force_ms": (force, (x_nm, params, pairs_j)), "adjoint_step_ms": (step, (x_nm, params, pairs_j))}
     out = {"pairs_within_cutoff": int(np.sum(pairs[0] < system.n_atoms)), "pair_capacity": PAIR_CAPACITY}
     try:
@@ -139,7 +139,7 @@ def _pair_timings(system, potential, npz_path, precision: str, repeats: int) -> 
     seed_params = _seed_params(npz_path, dtype)
     box_a = jnp.asarray(np.diag(box_nm * units.ANGSTROM_PER_NM), dtype)
     pairs_a = jnp.asarray(pairs.T)
-    seed_force, seed_step = force_and_adjoint_step(lambda x, p, pairs: model.get_energy(x, box_a, pairs, p))
+    seed_force, seed_step = _force_and_adjoint_step(lambda x, p, pairs: model.get_energy(x, box_a, pairs, p))
     x_a = x_nm * units.ANGSTROM_PER_NM
     calls["seed_force_ms"] = (seed_force, (x_a, seed_params, pairs_a))
     calls["seed_adjoint_step_ms"] = (seed_step, (x_a, seed_params, pairs_a))
