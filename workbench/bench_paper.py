@@ -24,7 +24,8 @@ short by the budget is reported as ``partial`` (the stages it finished).
 Options (``workbench bench paper ...``): ``--precision`` (run.precision), ``--iterations``,
 ``--budget-s``, ``--set SECTION.KEY=VALUE`` (any config key, TOML value syntax, e.g.
 ``--set md.sampling_ps=16``).  Quick (``--quick``): 2 frames → 4 windows of 40 steps, 0.1 ps of
-sampling and one update: the code path in about a minute on 2 CPU cores, not the paper's size.
+sampling and one update: the code path, not the paper's size; 2–3 minutes on 2 CPU cores, over the
+60 s quick budget, because compiling the EANN + DeepDipole adjoint alone takes about a minute there.
 """
 
 from __future__ import annotations
