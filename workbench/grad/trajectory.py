@@ -211,11 +211,9 @@ class TrajectoryLoss:
         with a mesh — the sum in ``sharding.accumulation_dtype()``; ``records``: pass 1's, to replay."""
         def one(p, s0, pr, probe, g, *record):
             def observables(q, pb):
-                if record:
-                    return self._replay(q, self.dynamics.init(q, s0.positions, s0.velocities, pr), pr, pb,
-                                        record[0]).observables
-                return self._rollout(q, self.dynamics.init(q, s0.positions, s0.velocities, pr), pr,
-                                     pb).observables
+                start = self.dynamics.init(q, s0.positions, s0.velocities, pr)
+                out = self._replay(q, start, pr, pb, record[0]) if record else self._rollout(q, start, pr, pb)
+                return out.observables
 
             return jax.vjp(observables, p, probe)[1](g)
 

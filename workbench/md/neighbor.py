@@ -81,6 +81,15 @@ class PairListBuilder:
                                     reference_position=x + 0.5 * jnp.asarray(self.box, x.dtype))
         return self._jit_update(x, stale)
 
+    def fitted(self, frames, like, capacity: int):
+        """(lists, capacity): one ``rebuild`` list per frame, all of one capacity, grown by 25 % + 16
+        rows until none of them overflows."""
+        while True:
+            lists = [self.rebuild(x, like, capacity) for x in frames]
+            if not any(overflowed(nb) for nb in lists):
+                return lists, capacity
+            capacity = int(capacity * 1.25) + 16
+
     def wrap(self, positions):
         """Positions folded into [0, L) (the lists work on wrapped copies; MD keeps unwrapped ones)."""
         box = jnp.asarray(self.box, dtype=positions.dtype)

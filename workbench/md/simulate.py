@@ -318,12 +318,8 @@ class ReplicaRunner(MDRunner):
         return self._stacked_lists(x, capacity)
 
     def _stacked_lists(self, x, capacity: int):
-        like = self.pair_builder.allocate(x[0])
-        while True:
-            lists = [self.pair_builder.rebuild(xr, like, capacity) for xr in x]
-            if not any(overflowed(nb) for nb in lists):
-                return jax.tree.map(lambda *a: jnp.stack(a), *lists)
-            capacity = int(capacity * 1.25) + 16
+        lists, _ = self.pair_builder.fitted(x, self.pair_builder.allocate(x[0]), capacity)
+        return jax.tree.map(lambda *a: jnp.stack(a), *lists)
 
     def init(self, *args, **kwargs):
         raise TypeError("ReplicaRunner.init: a replica run starts from (R, N, 3) positions and velocities: "
@@ -378,8 +374,7 @@ class ReplicaRunner(MDRunner):
         return self.pair_builder is not None and bool(jnp.any(nbrs.did_buffer_overflow))
 
     def _reallocate(self, state, nbrs):
-        capacity = int(nbrs.idx.shape[-1])
-        return self._stacked_lists(state.positions, capacity + max(16, capacity // 4))
+        return self._stacked_lists(state.positions, int(nbrs.idx.shape[-1]) + _extra(nbrs))
 
 
 class NPTState(NamedTuple):
@@ -511,7 +506,7 @@ def chunk_summary(frames, masses, config: MDConfig, first_frame: int = 0) -> dic
 
 
 def _extra(nbrs) -> int:
-    return max(16, int(0.25 * nbrs.idx.shape[1]))
+    return max(16, int(0.25 * nbrs.idx.shape[-1]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -53,7 +53,7 @@ from workbench.grad.core import as_estimator
 from workbench.grad.windows import mdot_observable
 from workbench.md import MDConfig, MDRunner, ReplicaRunner, integrators
 from workbench.md.integrators import kinetic_energy, maxwell_boltzmann, remove_com_velocity
-from workbench.md.neighbor import PairListBuilder, overflowed
+from workbench.md.neighbor import PairListBuilder
 from workbench.md.simulate import chunk_summary
 from workbench.observables import diffusion
 from workbench.observables.dipole import DipoleModel, dipole_and_derivative
@@ -223,11 +223,8 @@ class WindowEngine:
             self._like = self.builder.allocate(x)
         if self.pair_capacity is None:
             self.pair_capacity = int(self._like.idx.shape[1]) + 16
-        while True:
-            nbrs = self.builder.rebuild(x, self._like, self.pair_capacity)
-            if not overflowed(nbrs):
-                return nbrs
-            self.pair_capacity = int(self.pair_capacity * 1.25) + 16
+        (nbrs,), self.pair_capacity = self.builder.fitted([x], self._like, self.pair_capacity)
+        return nbrs
 
     def _features_fn(self):
         """obs(state) → dict of per-step features (see module docstring)."""
