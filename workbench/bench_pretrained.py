@@ -131,7 +131,7 @@ def stability(potential, system, time_ps: float, seed: int = 7, dt_ps: float = 0
     Runs in chunks of ``chunk_ps`` so that a blow-up records how far the run got.
     """
     from workbench.md import MDConfig, MDRunner
-    from workbench.units import KB
+    from workbench.md.simulate import chunk_summary
 
     frame_ps = dt_ps * sample_every
     n_frames = max(1, int(round(time_ps / frame_ps)))
@@ -139,7 +139,6 @@ def stability(potential, system, time_ps: float, seed: int = 7, dt_ps: float = 0
     cfg = MDConfig(ensemble="nvt", temperature_K=TEMPERATURE_K, dt=dt_ps, gamma=5.0,
                    sample_every=sample_every, precision="float32", chunk_frames=chunk, seed=seed)
     masses = np.asarray(system.masses, float)
-    dof = 3 * masses.size  # as MDRunner's NVT temperature
     temps, energies, bonds, contacts, error, done, finite = [], [], [], [], None, 0, True
     t0 = time.perf_counter()
     try:
@@ -151,7 +150,7 @@ def stability(potential, system, time_ps: float, seed: int = 7, dt_ps: float = 0
             state, nbrs, key, (x, v, pe) = runner.run(state, nbrs, n, key=key)
             x, v = np.asarray(x, float), np.asarray(v, float)
             finite = finite and bool(np.all(np.isfinite(x)) and np.all(np.isfinite(v)))
-            temps.append(np.sum(masses[None, :, None] * v ** 2, axis=(1, 2)) / (KB * dof))
+            temps.append(chunk_summary((x, v, pe), masses, cfg)["temperature_K"])
             energies.append(np.asarray(pe, float))
             bonds.append(max_oh_nm(x, system.molecules))
             contacts.append(min_oo_nm(x, system.box, system.molecules))
