@@ -61,3 +61,44 @@ def test_an_update_cut_short_is_reported_as_partial():
 def test_benchmarks_refuse_options_they_do_not_take():
     with pytest.raises(UserInputError, match="takes no --precision"):
         bench.run("md", quick=True, precision="float32")
+
+
+def test_stage_clock_adds_up_compilation_per_program_from_jax_monitoring():
+    import jax
+    import jax.numpy as jnp
+
+    clock = bench_paper.StageClock()
+    clock({"kind": "stage", "iteration": 1, "stage": "sampling", "done": 0, "total": 1})
+    clock.compiled(bench_paper.COMPILE_EVENT, 12.0, fun_name="_sharded_vjp")
+    clock.compiled(bench_paper.COMPILE_EVENT, 0.1, fun_name="_where")
+    clock.compiled("/jax/some/other/event", 99.0, fun_name="_sharded_vjp")
+    jax.monitoring.register_event_duration_secs_listener(clock.compiled)
+    try:  # a real compilation reaches the clock under JAX's event name
+        jax.jit(lambda x: jnp.sin(x) * 3.25 + 0.5)(jnp.arange(7.0)).block_until_ready()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(clock.compiled)
+    assert clock.partial()["compile_s"]["_sharded_vjp"] == 12.0
+    assert clock.partial()["compile_s"]["other"] > 0.1
+
+
+def test_profile_traces_the_last_updates_gradient_pass_and_names_its_xla_ops(tmp_path):
+    import jax
+    import jax.numpy as jnp
+
+    clock = bench_paper.StageClock(tmp_path, profile_update=2)
+    square = jax.jit(lambda x: jnp.sin(x) @ x)
+    x = jnp.ones((64, 64))
+    square(x).block_until_ready()
+    for k in (1, 2):  # update 1 is not traced, update 2's gradient pass is
+        clock({"kind": "stage", "iteration": k, "stage": "sampling", "done": 0, "total": 1})
+        clock({"kind": "stage", "iteration": k, "stage": "sampling", "done": 1, "total": 1})
+        clock({"kind": "stage", "iteration": k, "stage": "windows", "done": 1, "total": 1})
+        assert clock._tracing == (k == 2)
+        square(x).block_until_ready()
+        clock({"kind": "stage", "iteration": k, "stage": "gradient", "done": 1, "total": 1})
+    assert not clock._tracing
+    (host,) = [p for name, p in clock.profile["processes"].items() if "CPU" in name]
+    ops = [row[0] for row in host["top_xla_ops"]]
+    assert host["xla_calls"] >= 1 and any("fusion" in op or "dot" in op or "sin" in op for op in ops), ops
+    assert bench_paper.trace_summary(tmp_path / "empty") == {"error": f"no perfetto_trace.json.gz under "
+                                                                      f"{tmp_path / 'empty'}"}

@@ -169,7 +169,7 @@ def _bench(args) -> int:
     from workbench import bench
 
     options = {"precision": args.precision, "iterations": args.iterations, "budget_s": args.budget_s,
-               "settings": args.set}
+               "settings": args.set, "profile": args.profile}
     result = bench.run(args.name, quick=args.quick, **{k: v for k, v in options.items() if v is not None})
     line = json.dumps(result)
     if args.json:
@@ -351,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override a refinement-config key, TOML value syntax (paper; repeatable); "
                         "pretrained: a run length, e.g. stability_ps=20")
+    p.add_argument("--profile", metavar="DIR",
+                   help="write a JAX profiler trace of the last update's gradient pass to DIR (paper)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("serve", help="serve the dashboard at http://ADDRESS:PORT/app (localhost by default)")
