@@ -216,7 +216,7 @@ def run(quick: bool) -> dict:
         stages = {
             "pairs": lambda p=precision: _pair_timings(system, potential, npz_path, p, repeats),
             "dipole": lambda p=precision: {"dipole_ms": _dipole_ms(system, p, repeats)},
-            "md": lambda p=precision: {"md_steps_per_s": time_our_md(potential, system, p, md_steps)[0]},
+            "md": lambda p=precision: {"md_steps_per_s": time_our_md(potential, system, p, md_steps)},
             "windows": lambda p=precision: _windows(system, potential, p, n_windows, window_steps, not quick),
         }
         res, wall = {}, {}
