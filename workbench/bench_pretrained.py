@@ -54,6 +54,7 @@ import numpy as np
 
 from workbench.errors import UserInputError
 from workbench.models import SHIPPED_MODEL_FILES, default_system
+from workbench.system import pair_displacements
 
 TEMPERATURE_K = 298.15
 #: Stability criteria: mean temperature within 2 % of the bath, no frame at or above 400 K, every
@@ -198,11 +199,7 @@ def max_oh_nm(frames, molecules) -> np.ndarray:
 
 def min_oo_nm(frames, box, molecules) -> np.ndarray:
     """Shortest distance (nm) between two oxygens of each frame (minimum image, orthorhombic box)."""
-    o = frames[:, np.asarray(molecules)[:, 0]]
-    i, j = np.triu_indices(o.shape[1], k=1)
-    d = o[:, j] - o[:, i]
-    box = np.asarray(box, float)
-    d -= box * np.round(d / box)
+    _, _, d = pair_displacements(frames[:, np.asarray(molecules)[:, 0]], box)
     return np.sqrt(np.min(np.sum(d * d, axis=-1), axis=1))
 
 

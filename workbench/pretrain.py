@@ -47,6 +47,7 @@ import numpy as np
 
 from workbench import units
 from workbench.errors import UserInputError
+from workbench.potentials.base import pairs_within
 
 
 class PretrainConfigError(UserInputError):
@@ -337,13 +338,7 @@ def pair_lists(positions, boxes, cutoff_nm: float) -> np.ndarray:
     """Per-frame unordered pairs i < j within ``cutoff_nm`` (minimum image), padded with N to a
     common length: (F, 2, P) int32."""
     n = positions.shape[1]
-    i, j = np.triu_indices(n, k=1)
-    lists = []
-    for x, box in zip(positions, boxes, strict=True):
-        dr = x[j] - x[i]
-        dr -= box * np.round(dr / box)
-        keep = np.einsum("pk,pk->p", dr, dr) <= cutoff_nm**2
-        lists.append(np.stack([i[keep], j[keep]]))
+    lists = [pairs_within(x, box, cutoff_nm) for x, box in zip(positions, boxes, strict=True)]
     width = max(p.shape[1] for p in lists)
     out = np.full((len(lists), 2, width), n, dtype=np.int32)
     for k, p in enumerate(lists):

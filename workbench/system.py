@@ -30,6 +30,22 @@ MIN_INTERMOLECULAR_DISTANCE = 0.1
 MIN_ANY_DISTANCE = 0.05
 
 
+def minimum_image(d, box) -> np.ndarray:
+    """Minimum-image displacements d − L·round(d/L) in an orthorhombic box of edges L (numpy, any
+    leading shape, d and box in the same units); the host-side twin of
+    ``potentials.base.minimum_image``."""
+    box = np.asarray(box, float)
+    return d - box * np.round(d / box)
+
+
+def pair_displacements(positions, box):
+    """Every pair i < j of the atoms of ``positions`` (..., N, 3): ``(i, j, d)`` with d (..., P, 3)
+    = r_j − r_i, minimum image."""
+    positions = np.asarray(positions)
+    i, j = np.triu_indices(positions.shape[-2], k=1)
+    return i, j, minimum_image(positions[..., j, :] - positions[..., i, :], box)
+
+
 class StructureError(UserInputError):
     """A structure that cannot be used as it is (the message names the problem)."""
 
@@ -114,30 +130,24 @@ def water_box(n_molecules: int, density_g_cm3: float = 0.997, seed: int = 0,
         [WATER_R_OH * math.sin(WATER_ANGLE / 2), 0.0, WATER_R_OH * math.cos(WATER_ANGLE / 2)],
         [-WATER_R_OH * math.sin(WATER_ANGLE / 2), 0.0, WATER_R_OH * math.cos(WATER_ANGLE / 2)],
     ])
-    oxygens: list[np.ndarray] = []
-    coords = []
-    tries = 0
-    while len(oxygens) < n_molecules:
+    positions = np.empty((3 * n_molecules, 3))  # O, H, H of each placed molecule
+    placed = tries = 0
+    while placed < n_molecules:
         tries += 1
         if tries > max_tries:
             raise StructureError(
                 f"could not place {n_molecules} waters at {density_g_cm3} g/cm³ with O–O ≥ "
                 f"{min_distance} nm after {max_tries} tries; lower the density or min_distance")
         o = rng.uniform(0, edge, 3)
-        if oxygens:
-            d = np.asarray(oxygens) - o
-            d -= box * np.round(d / box)
-            if np.min(np.linalg.norm(d, axis=1)) < min_distance:
-                continue
+        done = positions[: 3 * placed]
+        if placed and np.min(np.linalg.norm(minimum_image(done[::3] - o, box), axis=1)) < min_distance:
+            continue
         atoms = o + local @ _random_rotation(rng).T
-        if coords:
-            d = np.concatenate(coords)[None, :, :] - atoms[:, None, :]
-            d -= box * np.round(d / box)
-            if np.min(np.linalg.norm(d, axis=-1)) < MIN_INTERMOLECULAR_DISTANCE:
-                continue
-        oxygens.append(o)
-        coords.append(atoms)
-    positions = np.concatenate(coords)
+        if placed and np.min(np.linalg.norm(minimum_image(done[None, :, :] - atoms[:, None, :], box),
+                                            axis=-1)) < MIN_INTERMOLECULAR_DISTANCE:
+            continue
+        positions[3 * placed: 3 * placed + 3] = atoms
+        placed += 1
     symbols = ("O", "H", "H") * n_molecules
     molecules = np.arange(3 * n_molecules).reshape(n_molecules, 3)
     return System(symbols, positions, box, molecules)
@@ -254,9 +264,7 @@ def check_no_overlaps(system: System, min_distance: float = MIN_INTERMOLECULAR_D
         checks.append((min_distance, True))
     for limit, intermolecular_only in checks:
         for i in range(system.n_atoms - 1):
-            d = pos[i + 1:] - pos[i]
-            d -= box * np.round(d / box)
-            r = np.linalg.norm(d, axis=1)
+            r = np.linalg.norm(minimum_image(pos[i + 1:] - pos[i], box), axis=1)
             close = r < limit
             if intermolecular_only:
                 close &= mol_of[i + 1:] != mol_of[i]
@@ -276,9 +284,8 @@ def _find_waters(symbols, positions, box, max_oh: float = 0.13) -> np.ndarray:
     h_idx = np.nonzero(sym == "H")[0]
     if len(o_idx) == 0 or len(h_idx) != 2 * len(o_idx) or len(o_idx) * 3 != n:
         return np.arange(n).reshape(n, 1)
-    d = positions[h_idx][None, :, :] - positions[o_idx][:, None, :]
-    d -= box * np.round(d / box)
-    r = np.linalg.norm(d, axis=-1)
+    r = np.linalg.norm(minimum_image(positions[h_idx][None, :, :] - positions[o_idx][:, None, :], box),
+                       axis=-1)
     owner = np.argmin(r, axis=0)
     mols = []
     for k, o in enumerate(o_idx):

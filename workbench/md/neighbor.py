@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax_md import partition, space
 
+from workbench.potentials.base import minimum_image, pairs_within
+
 # jax-md 0.2.29 scatters int64 indices into its int32 list when x64 is on; harmless, but JAX warns
 # on every trace.  Silence exactly that message.
 warnings.filterwarnings("ignore", message="scatter inputs have incompatible types", category=FutureWarning)
@@ -123,8 +125,7 @@ def build_box_pairs(positions, box, reach: float, capacity: int) -> BoxPairs:
     """
     n = positions.shape[0]
     i, j = np.triu_indices(n, k=1)
-    d = positions[j] - positions[i]
-    d = d - box * jnp.round(d / box)
+    d = minimum_image(positions[j] - positions[i], box)
     inside = jnp.sum(d * d, axis=-1) < reach**2
     (rows,) = jnp.nonzero(inside, size=capacity, fill_value=i.size)
     i_pad, j_pad = (jnp.append(jnp.asarray(a, jnp.int32), jnp.int32(n)) for a in (i, j))
@@ -147,11 +148,7 @@ def update_box_pairs(pairs: BoxPairs, positions, box, reach: float, skin: float)
 
 def box_pairs_capacity(positions, box, reach: float, multiplier: float = 1.25) -> int:
     """Rows for a BoxPairs list: ``multiplier`` × the pairs within ``reach`` now (not jit-able)."""
-    n = positions.shape[0]
-    i, j = np.triu_indices(n, k=1)
-    d = np.asarray(positions)[j] - np.asarray(positions)[i]
-    d -= np.asarray(box) * np.round(d / np.asarray(box))
-    count = int(np.sum(np.sum(d * d, axis=-1) < reach**2))
+    count = pairs_within(positions, box, reach).shape[1]
     return max(16, int(np.ceil(multiplier * count)))
 
 

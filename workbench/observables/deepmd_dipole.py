@@ -89,6 +89,7 @@ import numpy as np
 from workbench import units
 from workbench.errors import UserInputError
 from workbench.observables.dipole import DipoleModel, whole_molecules
+from workbench.potentials.base import minimum_image
 
 __all__ = [
     "DeepDipoleConfig", "DeepDipole", "DeepDipoleFormatError", "DeepDipoleBoxError",
@@ -361,8 +362,7 @@ def _environment(centres, neighbours, box, k: int, rc: float, rs: float, exclude
     displacements are gathered again from the coordinates so that derivatives flow through them.
     """
     n_c, n_n = centres.shape[0], neighbours.shape[0]
-    dr = neighbours[None, :, :] - centres[:, None, :]
-    dr = dr - box * jnp.round(dr / box)
+    dr = minimum_image(neighbours[None, :, :] - centres[:, None, :], box)
     d2 = jax.lax.stop_gradient(jnp.sum(dr * dr, axis=-1))  # (n_c, n_n)
     far = jnp.asarray(jnp.inf, d2.dtype)
     d2 = jnp.where(d2 < rc * rc, d2, far)

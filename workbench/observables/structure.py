@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from workbench import units
-from workbench.system import KNOWN_ELEMENTS
+from workbench.system import KNOWN_ELEMENTS, minimum_image
 
 __all__ = ["rdf", "rdf_by_species", "mass_density", "mass_density_from_symbols", "block_average"]
 
@@ -65,8 +65,7 @@ def rdf(positions, box, index_a, index_b=None, r_max: float | None = None, n_bin
 
     counts = np.zeros(n_bins)
     for frame in pos:
-        d = frame[b][None, :, :] - frame[a][:, None, :]
-        d -= box * np.round(d / box)
+        d = minimum_image(frame[b][None, :, :] - frame[a][:, None, :], box)
         r = np.sqrt(np.sum(d * d, axis=-1))[keep]
         counts += np.histogram(r, bins=edges)[0]
     shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from workbench.system import pair_displacements
+
 EnergyFn = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
@@ -75,12 +77,8 @@ def pairs_within(positions, box, cutoff: float, capacity: int | None = None) -> 
     """Every pair i < j within ``cutoff`` (minimum image), by brute force in NumPy, as a
     (2, capacity) OrderedSparse list padded with N, or (2, P) unpadded with ``capacity`` None
     (any length unit, the same for all arguments)."""
-    x = np.asarray(positions, float)
-    box = np.asarray(box, float)
-    n = len(x)
-    i, j = np.triu_indices(n, 1)
-    dr = x[j] - x[i]
-    dr -= box * np.round(dr / box)
+    n = len(positions)
+    i, j, dr = pair_displacements(np.asarray(positions, float), box)
     close = np.linalg.norm(dr, axis=1) <= cutoff
     capacity = int(close.sum()) if capacity is None else capacity
     if close.sum() > capacity:

@@ -46,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from workbench.potentials.base import minimum_image
+
 # ----------------------------------------------------------------------------------------------
 # IR
 
@@ -139,8 +141,7 @@ def smooth_rdf(positions, box, index_a, index_b, r_edges, smearing_nm: float):
     """
     x = jnp.asarray(positions)
     a, b = np.asarray(index_a), np.asarray(index_b)
-    d = x[b][None, :, :] - x[a][:, None, :]
-    d = d - box * jnp.round(d / box)
+    d = minimum_image(x[b][None, :, :] - x[a][:, None, :], box)
     same = a[:, None] == b[None, :]
     r = jnp.sqrt(jnp.sum(d * d, axis=-1) + same)  # 1 on the excluded diagonal keeps sqrt smooth
     edges = jnp.asarray(r_edges)
