@@ -9,12 +9,24 @@ from workbench.errors import UserInputError
 
 
 def test_settings_parse_toml_values_and_reject_malformed_items():
-    got = bench_paper.parse_settings(["md.sampling_ps=16", "run.precision=float32", "md.time_reversal=false",
-                                      "loss.ir.ranges_cm=[[0.0, 1000.0]]"])
+    got = bench.parse_set_options(["md.sampling_ps=16", "run.precision=float32", "md.time_reversal=false",
+                                   "loss.ir.ranges_cm=[[0.0, 1000.0]]"], "paper")
     assert got == {"md.sampling_ps": 16, "run.precision": "float32", "md.time_reversal": False,
                    "loss.ir.ranges_cm": [[0.0, 1000.0]]}
-    with pytest.raises(UserInputError, match="SECTION.KEY=VALUE"):
-        bench_paper.parse_settings(["md.sampling_ps"])
+    with pytest.raises(UserInputError, match="bench paper: --set 'md.sampling_ps': expected KEY=VALUE"):
+        bench.parse_set_options(["md.sampling_ps"], "paper")
+
+
+def test_pretrained_lengths_take_typed_overrides_and_name_bad_ones():
+    from workbench import bench_pretrained
+
+    got = bench_pretrained.parse_settings(["stability_ps=20", "ir=false", "ir_n_windows=8"], quick=False)
+    assert (got["stability_ps"], got["ir"], got["ir_n_windows"]) == (20.0, False, 8)
+    for item, message in (("ir=yes", "ir must be true or false"), ("ir_n_windows=2.5", "must be an integer"),
+                          ("stability_ps=long", "stability_ps must be a number"),
+                          ("steps=3", "KEY one of stability_ps")):
+        with pytest.raises(UserInputError, match=message):
+            bench_pretrained.parse_settings([item], quick=True)
 
 
 def _events(clock, times, n_batches=3):

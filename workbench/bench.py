@@ -13,6 +13,7 @@ import importlib
 import inspect
 import platform
 import time
+import tomllib
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,22 @@ import numpy as np
 
 from workbench import units
 from workbench.errors import UserInputError
+
+
+def parse_set_options(items, benchmark: str) -> dict:
+    """``--set`` items ``["KEY=VALUE", ...]`` → {KEY: value}, each VALUE read as a TOML value (a bare
+    word that is not one is kept as a string): ``md.sampling_ps=16`` → 16, ``ir=false`` → False."""
+    out = {}
+    for item in items or ():
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip():
+            raise UserInputError(f"bench {benchmark}: --set {item!r}: expected KEY=VALUE")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        out[key.strip()] = value
+    return out
 
 
 def environment() -> dict:

@@ -40,33 +40,17 @@ from __future__ import annotations
 
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
+from workbench.bench import parse_set_options
 from workbench.errors import UserInputError
 
 CONFIG = Path(__file__).resolve().parents[1] / "examples" / "water_ir_paper.toml"
 QUICK = {"md.n_windows": 2, "md.truncation_fs": 20.0, "md.sampling_ps": 0.1, "md.equilibrate_ps": 0.05,
          "md.window_batch": 0}
 MODEL_FILES = {"system.model": "eann_water_dft_start.npz", "dipole.model": "deepdipole_water.npz"}
-
-
-def parse_settings(items) -> dict:
-    """``["md.sampling_ps=16", ...]`` → {"md.sampling_ps": 16.0, ...} (values in TOML syntax; a bare
-    word is taken as a string)."""
-    out = {}
-    for item in items or ():
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise UserInputError(f"--set {item!r}: expected SECTION.KEY=VALUE")
-        try:
-            value = tomllib.loads(f"v = {text.strip()}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = text.strip()
-        out[key.strip()] = value
-    return out
 
 
 def paper_config(quick: bool, precision: str, iterations: int, settings: dict, run_dir):
@@ -269,7 +253,8 @@ def run(quick: bool, precision: str = "auto", iterations: int | None = None, bud
     jax.monitoring.register_event_duration_secs_listener(clock.compiled)
     try:
         with tempfile.TemporaryDirectory(prefix="bench_paper_") as tmp:
-            config = paper_config(quick, precision, iterations, parse_settings(settings), Path(tmp) / "run")
+            config = paper_config(quick, precision, iterations, parse_set_options(settings, "paper"),
+                                  Path(tmp) / "run")
             trainer = Trainer(config, subscribers=[clock],
                               stop_requested=lambda: deadline is not None and time.perf_counter() > deadline)
             result = trainer.run()

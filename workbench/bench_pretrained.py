@@ -52,6 +52,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
+from workbench.bench import parse_set_options
 from workbench.errors import UserInputError
 from workbench.models import SHIPPED_MODEL_FILES, default_system
 from workbench.system import pair_displacements
@@ -77,21 +78,22 @@ QUICK = {**FULL, "stability_ps": 0.25, "ir": False}
 def parse_settings(items, quick: bool) -> dict:
     """The run lengths: ``QUICK`` or ``FULL`` with ``KEY=VALUE`` overrides (``--set``)."""
     lengths = dict(QUICK if quick else FULL)
-    for item in items or ():
-        key, sep, value = str(item).partition("=")
-        key = key.strip()
-        if not sep or key not in lengths:
+    for key, value in parse_set_options(items, "pretrained").items():
+        if key not in lengths:
             raise UserInputError(f"bench pretrained: --set takes KEY=VALUE with KEY one of "
-                                 f"{', '.join(lengths)}; got {item!r}")
+                                 f"{', '.join(lengths)}; got {key!r}")
         if key == "ir":
-            if value.strip().lower() not in ("true", "false"):
+            if not isinstance(value, bool):
                 raise UserInputError(f"bench pretrained: ir must be true or false, got {value!r}")
-            lengths[key] = value.strip().lower() == "true"
+            lengths[key] = value
+        elif isinstance(lengths[key], int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise UserInputError(f"bench pretrained: {key} must be an integer, got {value!r}")
+            lengths[key] = value
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise UserInputError(f"bench pretrained: {key} must be a number, got {value!r}")
         else:
-            try:
-                lengths[key] = type(lengths[key])(value)
-            except ValueError:
-                raise UserInputError(f"bench pretrained: {key} must be a number, got {value!r}") from None
+            lengths[key] = float(value)
     return lengths
 
 
