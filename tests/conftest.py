@@ -35,3 +35,32 @@ def argon_lattice():
     n, a = 6, 0.53
     grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3) * a + 0.1
     return System(("Ar",) * len(grid), grid, np.full(3, n * a), np.arange(len(grid))[:, None])
+
+
+def wait_for_page(url: str, proc, timeout_s: float = 600.0) -> str | None:
+    """Wait until the server process ``proc`` answers GET ``url``; None when it did, else why not.
+
+    A refused connection (not listening yet) is retried every 0.5 s; once the server accepts, the
+    one request in flight is given the rest of ``timeout_s`` instead of being abandoned and resent:
+    every abandoned page request still builds a session on the server, so short timeouts on a busy
+    machine pile up work faster than the server clears it."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if proc.poll() is not None:
+            return f"the server exited with code {proc.returncode}"
+        if left <= 0:
+            return f"no answer from {url} in {timeout_s:.0f} s"
+        try:
+            urllib.request.urlopen(url, timeout=left)
+            return None
+        except urllib.error.URLError as err:
+            if not isinstance(err.reason, ConnectionRefusedError):
+                return f"{url}: {err.reason}"
+            time.sleep(0.5)
+        except TimeoutError:
+            return f"no answer from {url} in {timeout_s:.0f} s"

@@ -12,10 +12,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import wait_for_page
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -63,16 +63,11 @@ def server(tmp_path_factory):
                "--address", "localhost", "--allow-websocket-origin", f"localhost:{port}"]
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}/app"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url, timeout=10)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
+    problem = wait_for_page(url, proc)
+    if problem is not None:
         proc.kill()
         log.seek(0)
-        pytest.fail("panel serve app.py did not come up: " + log.read().decode()[-2000:])
+        pytest.fail(f"panel serve app.py did not come up ({problem}): " + log.read().decode()[-2000:])
     yield url, proc.pid
     proc.terminate()
     try:

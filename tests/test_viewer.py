@@ -8,11 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_for_page
 
 from workbench import models
 from workbench.system import System
@@ -163,19 +163,10 @@ def served_viewer(tmp_path_factory):
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}/viewer_app"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url, timeout=5)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    break
-                time.sleep(0.5)
-        else:
-            proc.poll()
-        if proc.returncode is not None:
+        problem = wait_for_page(url, proc)
+        if problem is not None:
             log.seek(0)
-            pytest.fail("panel serve did not come up: " + log.read().decode()[-2000:])
+            pytest.fail(f"panel serve did not come up ({problem}): " + log.read().decode()[-2000:])
         yield url
     finally:
         proc.terminate()
