@@ -85,7 +85,7 @@ def bench_md(quick: bool) -> dict:
 
     system, potential, model_name = benchmark_water()
     steps = 400 if quick else 4000
-    repeats = 2 if quick else 3
+    repeats = 1 if quick else 3
     precisions = ["float64"] if quick else ["float32", "float64"]  # the last one is the headline
     out = {"atoms": system.n_atoms, "model": model_name, "steps": steps, "dt_fs": 0.5, "repeats": repeats}
     per_precision = {}
