@@ -154,7 +154,7 @@ class StageClock:
         if stage == "windows" and self.profile_dir is not None:
             jax.profiler.start_trace(str(self.profile_dir), create_perfetto_trace=True)
             self._tracing = True
-        elif stage == "gradient" and self._tracing:
+        elif stage == "gradient":
             self.stop_profile()
 
     def stop_profile(self) -> None:
