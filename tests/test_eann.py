@@ -251,3 +251,16 @@ def test_far_pairs_are_harmless():
     e, g = jax.jit(jax.value_and_grad(pot.energy_fn, argnums=1))(
         pot.params, jnp.asarray(x, jnp.float32), jnp.full(3, 100.0, jnp.float32), all_pairs(6))
     assert np.isfinite(float(e)) and np.all(np.isfinite(np.asarray(g)))
+
+
+def test_per_species_rows_by_selection_equal_the_gather():
+    """The GPU path of ``per_species`` (selections) gives the gather's rows and parameter cotangent."""
+    rng = np.random.default_rng(3)
+    table = jnp.asarray(rng.integers(0, 3, size=(7, 5)))
+    values = jnp.asarray(rng.standard_normal((3, 4)))
+    cotangent = jnp.asarray(rng.standard_normal((7, 5, 4)))
+    gathered, vjp_gather = jax.vjp(lambda v: v[table], values)
+    selected, vjp_select = jax.vjp(lambda v: eann.rows_by_selection(table, v), values)
+    np.testing.assert_array_equal(selected, gathered)
+    np.testing.assert_allclose(vjp_select(cotangent)[0], vjp_gather(cotangent)[0], rtol=1e-12)
+    np.testing.assert_array_equal(eann.per_species(table, values), gathered)

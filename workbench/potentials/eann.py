@@ -26,14 +26,17 @@ Implementation notes (exact reformulations, not approximations):
 * The 9 ordered L = 2 monomials hold each off-diagonal product twice, so
   Σ_{αβ} S_{αβ}² = Σ_α S_{αα}² + 2 Σ_{α<β} S_{αβ}²: only 10 monomials (1, 3, 6) are summed over
   neighbours, with weights (1 | 1 1 1 | 1 1 1 2 2 2) in the sum of squares.
-* Each unordered pair {i, j} of the OrderedSparse list is used in both directions (v and −v); the
-  radial part uses the neighbour's element in each direction.
+* Each unordered pair {i, j} of the OrderedSparse list is used in both directions; the radial part
+  uses the neighbour's element in each direction.
 * The neighbour sum is a batched matrix product over a dense per-atom table (N, M) of the pairs
   within r_c, built in each call by one integer sort (``neighbor_table``): S_a = A_aᵀ R_a.
   Scattering the 10 × K outer products of every pair with ``segment_sum`` instead made the force
   1.2× and MD 1.8–2× slower (64 waters, 2 CPU cores; benchmarks/results/speed.md), as it
   handled every row of the list, skin included.  M is static (``max_neighbors_default``); an
   atom with more than M neighbours within r_c makes the energy NaN.
+* Each slot takes its displacement from the atom positions and its neighbour's radial parameters
+  through ``per_species``, so the derivatives scatter into the N atoms only, never into the few
+  per-element parameters (on a GPU those scatters made the adjoint's backward step ~400× slower).
 * The atomic network of each element runs on the (static) index set of that element's atoms.
 
 Parameters are a flat ``dict`` of arrays with stable names (the same names are used in model
@@ -68,7 +71,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from workbench import units
-from workbench.potentials.base import Potential, pair_geometry
+from workbench.potentials.base import Potential, minimum_image, pair_geometry
 
 #: Element order of the seed's water model: species index H = 0, O = 1.
 WATER_SPECIES_ORDER = ("H", "O")
@@ -190,35 +193,54 @@ def neighbor_table(pairs, keep, n_atoms: int, max_neighbors: int):
     return table, overflow
 
 
+def per_species(table_species, values):
+    """``values[table_species]``: the (…, K) rows of the (S, K) per-element table ``values``.
+
+    On a CPU by a gather.  On other devices by S exact selections, whose derivative is a masked
+    sum over the slots: the transpose of the gather is a scatter-add of every slot into S·K
+    addresses, which a GPU serialises (atomic contention: 26k adds per 64-water frame into 32
+    addresses took ~170 ms per scatter on an H200, benchmarks/results/paper_gpu.json), while the
+    selections cost a CPU ~25 % more in the second-derivative products of the adjoint.
+    """
+    return jax.lax.platform_dependent(table_species, values, cpu=lambda z, v: v[z], default=rows_by_selection)
+
+
+def rows_by_selection(table_species, values):
+    """``values[table_species]`` as Σ_s [table_species = s] · values[s] (exact; ``per_species``)."""
+    rows = jnp.zeros((*table_species.shape, values.shape[-1]), values.dtype)
+    for s in range(values.shape[0]):
+        rows = rows + jnp.where((table_species == s)[..., None], values[s], 0.0)
+    return rows
+
+
 def orbital_sums(params: Mapping, positions, box, pairs, species, rc, max_neighbors: int | None = None):
     """S_a[m, k] = Σ_b f_c A_m(v_ab) g_k(d_ab) c[Z_b, k] for every atom, (N, 10, K); Å inside.
 
     ``pairs`` is the (2, P) OrderedSparse list (i < j, padded with N); each pair contributes to
-    centre i with v = r_j − r_i and to centre j with −v.  Pairs farther than ``rc`` and padded rows
-    are left out.  The sum over neighbours runs on a dense (N, M) table (``neighbor_table``) as a
-    batched matrix product, S_a = A_aᵀ R_a with A_a (M, 10) and R_a (M, K), instead of scattering
-    10 K values per pair.  Returns ``(S, overflow)``; with ``overflow`` True S misses neighbours.
+    centre i and to centre j.  Pairs farther than ``rc`` and padded rows are left out.  The sum over
+    neighbours runs on a dense (N, M) table (``neighbor_table``) as a batched matrix product,
+    S_a = A_aᵀ R_a with A_a (M, 10) and R_a (M, K), instead of scattering 10 K values per pair.
+    Each slot's displacement v_ab = r_b − r_a (minimum image) is taken from the atom positions and
+    its neighbour's parameters by ``per_species``, so that the derivatives gather into N atoms only.
+    Returns ``(S, overflow)``; with ``overflow`` True S misses neighbours.
     """
     n = positions.shape[0]
     if max_neighbors is None:
         max_neighbors = max_neighbors_default(n, rc)
-    v, d, valid = pair_geometry(positions, box, pairs)
-    keep = valid & (d <= rc)
-    table, overflow = neighbor_table(pairs, keep, n, max_neighbors)
-    # directed rows (pair seen from i, then from j) plus one padding row
-    z = jnp.asarray(np.append(np.asarray(species), 0))
+    _, d, valid = pair_geometry(positions, box, pairs)
+    table, overflow = neighbor_table(pairs, valid & (d <= rc), n, max_neighbors)
+    # the neighbour atom of each directed row (pair seen from i, then from j); empty slots point at
+    # the centre itself (v = 0) and see d = rc (f_c = 0), so no far pair reaches exp()
     i, j = pairs[0], pairs[1]
-    zero = jnp.zeros((1,), d.dtype)
-    d_dir = jnp.concatenate([d, d, zero + rc])
-    v_dir = jnp.concatenate([v, -v, jnp.zeros((1, 3), v.dtype)])
-    z_dir = jnp.concatenate([z[j], z[i], jnp.zeros((1,), z.dtype)])
     filled = table < 2 * pairs.shape[1]
-    # empty slots see d = rc (f_c = 0): a far pair with a negative exponent would overflow exp()
-    d_t = jnp.where(filled, d_dir[table], rc)
+    neighbour = jnp.concatenate([j, i, jnp.zeros((1,), i.dtype)])[table]
+    neighbour = jnp.where(filled, neighbour, jnp.arange(n, dtype=neighbour.dtype)[:, None])
+    v = minimum_image(positions[neighbour] - positions[:, None, :], box)
+    d_t = jnp.sqrt(jnp.where(filled, jnp.sum(v * v, axis=-1), rc * rc))
     fc = jnp.where(filled, cutoff_function(d_t, rc), 0.0)
-    a = cartesian_monomials(v_dir[table].reshape(-1, 3)).reshape(n, max_neighbors, -1) * fc[..., None]
-    z_t = z_dir[table]
-    rs, inta, c = (params[f"radial.{k}"][z_t] for k in ("rs", "inta", "c"))
+    a = cartesian_monomials(v.reshape(-1, 3)).reshape(n, max_neighbors, -1) * fc[..., None]
+    z_t = jnp.asarray(np.asarray(species))[neighbour]
+    rs, inta, c = (per_species(z_t, params[f"radial.{k}"]) for k in ("rs", "inta", "c"))
     radial = jnp.exp(-inta * jnp.square(d_t[..., None] - rs)) * c
     return jnp.einsum("nbm,nbk->nmk", a, radial), overflow
 
