@@ -42,3 +42,11 @@ def test_two_pass_gradient_equals_direct_ad_of_the_window_loss():
     g_ref = jax.grad(lambda p: loss(direct._forward_batch(p, {}, xs, vs, pairs)[0]))(params)
     assert float(tree_relative_error(g_two_pass, g_ref)) < 1e-7
     assert reversal[0] < 1e-9
+    # md.anchor_fs: the reverse pass restarts from states kept every 10 steps, same gradient
+    md_anchored = dataclasses.replace(md, anchor_fs=40.0)
+    anchored = WindowEngine(pot, system, None, md_anchored, 94.4, "float64", ["vacf"])
+    assert anchored.replays and md.window_steps == 40 and md_anchored.anchor_every == 10
+    anchored.forward(params, {}, xs, vs, pairs)
+    g_anchored, _, reversal = anchored.gradient(params, {}, xs, vs, pairs, cot)
+    assert float(tree_relative_error(g_anchored, g_ref)) < 1e-7
+    assert reversal[0] < 1e-9

@@ -49,7 +49,7 @@ import numpy as np
 from workbench import devices
 from workbench.grad import VerletDynamics, rollout_fn, sharding, window_pairs, window_starts
 from workbench.grad.adjoint import adjoint_replay
-from workbench.grad.core import as_estimator
+from workbench.grad.core import Estimator
 from workbench.grad.windows import mdot_observable
 from workbench.md import MDConfig, MDRunner, ReplicaRunner, integrators
 from workbench.md.integrators import kinetic_energy, maxwell_boltzmann, remove_com_velocity
@@ -135,8 +135,8 @@ class WindowEngine:
         self._init_state = jax.jit(lambda p, x, v, pairs: integrators.init_state(
             self.dynamics.energy_and_forces, p, x, v, pairs))
         features = self._features_fn()
-        self._rollout = rollout_fn(self.dynamics, md.window_steps, features, md.estimator)
-        estimator = as_estimator(md.estimator)
+        estimator = Estimator(md.estimator, anchor_every=md.anchor_every)
+        self._rollout = rollout_fn(self.dynamics, md.window_steps, features, estimator)
         self.replays = estimator.kind == "adjoint" and not self.train_dipole
         if self.replays:
             self._record, self._replay = adjoint_replay(self.dynamics, md.window_steps, features,
