@@ -11,11 +11,10 @@ from workbench.models import MODEL_CHOICES, SHIPPED_MODEL_FILES, default_system,
 from workbench.potentials.model_io import load_model
 from workbench.pretrain import ReferenceSettings, evaluate, generate_reference, make_predict, pair_lists
 
-#: Relative force error (RMSE / RMS) measured when the model was built: 0.107 on 8 and 0.119 on 50
-#: fresh 298 K frames (`workbench bench pretrained [--quick]`), 0.116 on the 22 validation frames.
-#: The bound leaves 1.5× room for the 3-frame sample here.  It is above the issue's 10 % ceiling
-#: because this model does not reach it (issue 6 stays open for that); lower it with a better model.
-MEASURED_RELATIVE = 0.119
+#: Relative force error (RMSE / RMS) measured when the model was built: 0.060 on 50 fresh 298 K
+#: frames (`workbench bench pretrained`), 0.059 on the 75 validation frames.  The bound leaves
+#: 1.5× room for the 3-frame sample here (the issue's goal is 0.05; issue 6 stays open for that).
+MEASURED_RELATIVE = 0.060
 RELATIVE_FORCE_BOUND = 1.5 * MEASURED_RELATIVE
 
 pytestmark = pytest.mark.skipif(not SHIPPED_MODEL_FILES["eann-water"].exists(),

@@ -22,7 +22,7 @@ SHARED_DATA = Path(os.environ.get("WORKBENCH_SHARED_DATA")
 
 MODEL_CHOICES = {
     "qtip4pf": "q-TIP4P/F flexible water, Ewald electrostatics (Habershon et al. 2009)",
-    "eann-water": "EANN water MLP force-matched to q-TIP4P/F, 270-330 K "
+    "eann-water": "EANN water MLP force-matched to q-TIP4P/F, 250-450 K "
                   "(assets/models/eann_water_qtip4pf.md)",
 }
 #: Model files of the shipped MLPs, built by ``workbench pretrain examples/pretrain_water.toml``;
