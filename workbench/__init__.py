@@ -3,10 +3,12 @@
 Importing the package enables 64-bit types in JAX (``jax_enable_x64``): the dtype of the state
 arrays then chooses the precision of a run (float32 or float64), as in jax-md.  It also asks for
 full-precision float32 matrix products (``jax_default_matmul_precision = "highest"``) unless the
-environment sets ``JAX_DEFAULT_MATMUL_PRECISION``: XLA's default on recent NVIDIA GPUs is TF32,
-with a 10-bit mantissa: one TF32 product carrying the seed EANN's Gaussian centres and exponents
-changed its outputs by 1e-2 relative on an H200 (benchmarks/results/paper_gpu.json), too coarse
-for forces that must conserve energy and for an adjoint that integrates backwards.  CPUs compute float32 products in full precision either way.
+environment sets ``JAX_DEFAULT_MATMUL_PRECISION``.  XLA's default on recent NVIDIA GPUs is TF32,
+a 10-bit mantissa: one TF32 product carrying the seed EANN's Gaussian centres and exponents changed
+its outputs by 1e-2 relative on an H200, and float32 adjoint windows of 400 steps reversed with
+TF32 products were 1,800× further off than on a CPU (benchmarks/results/paper_gpu.json): too
+coarse for forces that must conserve energy and for an adjoint that integrates backwards.  CPUs
+compute float32 products in full precision either way.
 """
 
 import os

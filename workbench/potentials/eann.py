@@ -221,7 +221,7 @@ def orbital_sums(params: Mapping, positions, box, pairs, species, rc, max_neighb
     neighbours runs on a dense (N, M) table (``neighbor_table``) as a batched matrix product,
     S_a = A_aᵀ R_a with A_a (M, 10) and R_a (M, K), instead of scattering 10 K values per pair.
     Each slot's displacement v_ab = r_b − r_a (minimum image) is taken from the atom positions and
-    its neighbour's parameters by ``per_species``, so that the derivatives gather into N atoms only.
+    its neighbour's parameters by ``per_species``, so that the derivatives scatter into the N atoms only.
     Returns ``(S, overflow)``; with ``overflow`` True S misses neighbours.
     """
     n = positions.shape[0]

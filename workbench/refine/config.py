@@ -326,6 +326,11 @@ def _cross_checks(cfg: RefineConfig) -> None:
     if md.n_runs % md.batch:
         raise ConfigError(f"md.window_batch: must divide the number of windows ({md.n_runs}), "
                           f"got {md.window_batch}")
+    if md.anchor_fs > 0 and (md.estimator != "adjoint" or md.anchor_fs >= md.truncation_fs
+                             or not math.isclose(md.anchor_every * md.dt_fs, md.anchor_fs, rel_tol=1e-6)):
+        raise ConfigError(f"md.anchor_fs: applies to the adjoint estimator, as a multiple of md.dt_fs "
+                          f"({md.dt_fs}) shorter than md.truncation_fs ({md.truncation_fs}); got "
+                          f"{md.anchor_fs} with estimator {md.estimator!r}")
     if md.n_windows % md.replicas:
         raise ConfigError(f"md.replicas: must divide md.n_windows ({md.n_windows}) so that every NVT "
                           f"chain gives the same number of starting frames, got {md.replicas}")
