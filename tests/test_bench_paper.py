@@ -29,6 +29,22 @@ def test_pretrained_lengths_take_typed_overrides_and_name_bad_ones():
             bench_pretrained.parse_settings([item], quick=True)
 
 
+def test_twin_size_overrides_are_typed():
+    import dataclasses
+
+    from workbench import bench_twin
+    from workbench.bench import override
+
+    full = dataclasses.asdict(bench_twin.SIZES["full"])
+    got = override(full, ["n_windows=64", "lr=1", "schedule='constant'"], "twin")
+    assert (got["n_windows"], got["lr"], got["schedule"], got["iterations"]) == (64, 1.0, "constant", 14)
+    assert isinstance(got["lr"], float)
+    for item, message in (("n_windows=true", "n_windows must be an integer"),
+                          ("schedule=3", "must be a string"), ("windows=3", "KEY one of iterations")):
+        with pytest.raises(UserInputError, match=f"bench twin: .*{message}"):
+            override(full, [item], "twin")
+
+
 def _events(clock, times, n_batches=3):
     """Feed one update's stage events at the given clock times (seconds after the clock's start)."""
     stamps = iter(times)
@@ -73,6 +89,8 @@ def test_an_update_cut_short_is_reported_as_partial():
 def test_benchmarks_refuse_options_they_do_not_take():
     with pytest.raises(UserInputError, match="takes no --precision"):
         bench.run("md", quick=True, precision="float32")
+    with pytest.raises(UserInputError, match="takes no --set option"):
+        bench.run("md", quick=True, settings=["x=1"])
 
 
 def test_stage_clock_adds_up_compilation_per_program_from_jax_monitoring():

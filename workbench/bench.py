@@ -39,6 +39,26 @@ def parse_set_options(items, benchmark: str) -> dict:
     return out
 
 
+def override(defaults: dict, items, benchmark: str) -> dict:
+    """``defaults`` with the ``--set`` items applied; each value must have its default's type (a
+    boolean, an integer, a number — an integer is taken as a float — or a string)."""
+    out = dict(defaults)
+    for key, value in parse_set_options(items, benchmark).items():
+        if key not in out:
+            raise UserInputError(f"bench {benchmark}: --set takes KEY=VALUE with KEY one of "
+                                 f"{', '.join(out)}; got {key!r}")
+        default, number = out[key], isinstance(value, int | float) and not isinstance(value, bool)
+        for kind, wanted, ok in ((bool, "true or false", isinstance(value, bool)),
+                                 (int, "an integer", number and isinstance(value, int)),
+                                 (float, "a number", number), (str, "a string", isinstance(value, str))):
+            if isinstance(default, kind):
+                if not ok:
+                    raise UserInputError(f"bench {benchmark}: {key} must be {wanted}, got {value!r}")
+                out[key] = kind(value)
+                break
+    return out
+
+
 def environment() -> dict:
     from workbench.cli import _cpu_model
 
@@ -242,7 +262,7 @@ def run(name: str, quick: bool = False, **options) -> dict:
     accepted = inspect.signature(bench).parameters
     for option in options:
         if option not in accepted:
-            flag = "--" + option.replace("_", "-")
+            flag = "--set" if option == "settings" else "--" + option.replace("_", "-")
             raise UserInputError(f"benchmark {name!r} takes no {flag} option")
     t0 = time.perf_counter()
     result = bench(quick, **options)

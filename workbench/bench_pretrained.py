@@ -52,7 +52,7 @@ import time
 import jax.numpy as jnp
 import numpy as np
 
-from workbench.bench import parse_set_options
+from workbench.bench import override
 from workbench.errors import UserInputError
 from workbench.models import SHIPPED_MODEL_FILES, default_system
 from workbench.system import pair_displacements
@@ -77,24 +77,7 @@ QUICK = {**FULL, "stability_ps": 0.25, "ir": False}
 
 def parse_settings(items, quick: bool) -> dict:
     """The run lengths: ``QUICK`` or ``FULL`` with ``KEY=VALUE`` overrides (``--set``)."""
-    lengths = dict(QUICK if quick else FULL)
-    for key, value in parse_set_options(items, "pretrained").items():
-        if key not in lengths:
-            raise UserInputError(f"bench pretrained: --set takes KEY=VALUE with KEY one of "
-                                 f"{', '.join(lengths)}; got {key!r}")
-        if key == "ir":
-            if not isinstance(value, bool):
-                raise UserInputError(f"bench pretrained: ir must be true or false, got {value!r}")
-            lengths[key] = value
-        elif isinstance(lengths[key], int):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise UserInputError(f"bench pretrained: {key} must be an integer, got {value!r}")
-            lengths[key] = value
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            raise UserInputError(f"bench pretrained: {key} must be a number, got {value!r}")
-        else:
-            lengths[key] = float(value)
-    return lengths
+    return override(QUICK if quick else FULL, items, "pretrained")
 
 
 def _log(part: str, result: dict) -> None:

@@ -40,6 +40,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from workbench.bench import override
 from workbench.observables.ir import PAPER_GRID_STEP_CM, WATER_BANDS, band_analysis, wavenumber_grid
 from workbench.observables.spectrum_io import Spectrum
 from workbench.potentials.twin import TWIN_FACTORS, twin_dipole, twin_params
@@ -139,9 +140,11 @@ def _trained_values(trainer: Trainer, u) -> dict:
             for g, group in trainer.groups.items()}
 
 
-def run(quick: bool = False) -> dict:
-    """``workbench bench twin [--quick]`` (see module docstring)."""
-    return run_twin(SIZES["quick" if quick else "full"])
+def run(quick: bool = False, settings=()) -> dict:
+    """``workbench bench twin [--quick] [--set FIELD=VALUE ...]`` (see module docstring): the full or
+    quick size with ``TwinSize`` fields overridden, e.g. ``--set n_windows=64`` on a GPU."""
+    size = SIZES["quick" if quick else "full"]
+    return run_twin(TwinSize(**override(dataclasses.asdict(size), settings, "twin")))
 
 
 def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:

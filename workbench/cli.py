@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop between window batches after this many seconds (paper)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                    help="override a refinement-config key, TOML value syntax (paper; repeatable); "
-                        "pretrained: a run length, e.g. stability_ps=20")
+                        "pretrained: a run length, e.g. stability_ps=20; "
+                        "twin: a size field, e.g. n_windows=64")
     p.add_argument("--profile", metavar="DIR",
                    help="write a JAX profiler trace of the last update's gradient pass to DIR (paper)")
     p.set_defaults(func=_bench)
