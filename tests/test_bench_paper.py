@@ -36,8 +36,8 @@ def test_twin_size_overrides_are_typed():
     from workbench.bench import override
 
     full = dataclasses.asdict(bench_twin.SIZES["full"])
-    got = override(full, ["n_windows=64", "lr=1", "schedule='constant'"], "twin")
-    assert (got["n_windows"], got["lr"], got["schedule"], got["iterations"]) == (64, 1.0, "constant", 14)
+    got = override(full, ["n_windows=32", "lr=1", "schedule='constant'"], "twin")
+    assert (got["n_windows"], got["lr"], got["schedule"], got["iterations"]) == (32, 1.0, "constant", 24)
     assert isinstance(got["lr"], float)
     for item, message in (("n_windows=true", "n_windows must be an integer"),
                           ("schedule=3", "must be a string"), ("windows=3", "KEY one of iterations")):

@@ -1,5 +1,7 @@
 """The twin experiment: the truth in the trainer's coordinates (no MD), and a tiny run that lowers
-the IR loss of q-TIP4P/F (and its dipole charge) against the twin truth's spectrum."""
+the IR loss of q-TIP4P/F (and its dipole charge) against the twin truth's spectrum, and its budget."""
+
+import dataclasses
 
 import jax
 import numpy as np
@@ -42,3 +44,15 @@ def test_quick_twin_experiment_lowers_the_ir_loss(tmp_path):
         for name, value in values.items():
             assert abs(value / start[group][name] - 1) == pytest.approx(size.lr, rel=1e-3)
     assert np.isfinite(out["train_loss_by_iteration"]).all()
+
+
+@pytest.mark.slow
+def test_twin_budget_stops_the_refinement_but_not_the_evaluations(tmp_path):
+    """A budget spent before the first update: no iteration, the start evaluated in full as the
+    'refined' model, which with common random numbers reproduces the start's loss exactly."""
+    size = dataclasses.replace(SIZES["quick"], iterations=3, budget_s=1e-9)
+    out = run_twin(size, tmp_path / "run")
+    assert (out["status"], out["iterations"], out["train_loss_by_iteration"]) == ("stopped", 0, [])
+    assert out["params"]["final"] == out["params"]["start"]
+    assert np.isfinite(out["ir_loss_initial"]) and out["ir_loss_final"] == out["ir_loss_initial"]
+    assert out["band_err_cm-1_final"] == out["band_err_cm-1_initial"] > 0

@@ -55,9 +55,11 @@ TRAINED = {"potential": dict(TWIN_FACTORS), "dipole": {"q_h": TWIN_FACTORS["q_H"
 @dataclasses.dataclass(frozen=True)
 class TwinSize:
     """Size of a twin run: iterations; starting frames per iteration K (2K windows with time
-    reversal); window length τ (fs); NVT per iteration (ps); NVT before the refinement and before
-    each evaluation (ps); Adam learning rate (relative units per iteration) and its schedule
-    (``optimizer.schedule``: "constant" or "cosine" to lr/10); evaluation repeats (each K frames)."""
+    reversal); window length τ (fs); NVT per iteration (ps, split over ``replicas`` chains run side by
+    side, K/replicas frames each); NVT before the refinement and before each evaluation (ps); Adam
+    learning rate (relative units per iteration) and its schedule (``optimizer.schedule``: "constant"
+    or "cosine" to lr/10); evaluation repeats (each K frames); a wall-time budget of the refinement
+    (s, 0: none), after which it stops between windows and the refined model is evaluated as it is."""
 
     iterations: int
     n_windows: int
@@ -67,13 +69,16 @@ class TwinSize:
     lr: float
     schedule: str
     repeats: int
+    replicas: int = 1
+    budget_s: float = 0.0
 
 
-#: "full" is the recorded run (benchmarks/results/twin.json: 14 iterations, 870 s of CPU time);
-#: "quick" the same code path at the smallest size that still refines (under a minute, JIT included).
-#: The seed paper's scale (320 windows per iteration) is ``examples/water_ir_paper.toml`` (a GPU job).
-SIZES = {"full": TwinSize(iterations=14, n_windows=2, truncation_fs=200.0, sampling_ps=0.2,
-                          equilibrate_ps=0.1, lr=0.04, schedule="cosine", repeats=2),
+#: "full" is the recorded run (benchmarks/results/twin.json), a GPU job: 24 iterations of 128 windows
+#: from 32 NVT chains, 5.7 s each on one H200, 181 s in all with compilation (on 2 CPU cores about an
+#: hour per iteration, scaled from session 5's 127 s for 4 windows); "quick" the same code path at the
+#: smallest size that still refines (under a minute on a CPU, JIT included).
+SIZES = {"full": TwinSize(iterations=24, n_windows=64, truncation_fs=200.0, sampling_ps=16.0,
+                          equilibrate_ps=1.0, lr=0.015, schedule="cosine", repeats=2, replicas=32),
          "quick": TwinSize(iterations=1, n_windows=1, truncation_fs=100.0, sampling_ps=0.05,
                            equilibrate_ps=0.0, lr=0.02, schedule="constant", repeats=1)}
 
@@ -86,7 +91,7 @@ def twin_config(size: TwinSize, run_dir: Path) -> dict:
         "system": {"structure": "default", "model": "qtip4pf"},
         "dipole": {"model": "qtip4pf"},
         "md": {"dt_fs": 0.5, "equilibrate_ps": size.equilibrate_ps, "sampling_ps": size.sampling_ps,
-               "n_windows": size.n_windows, "truncation_fs": size.truncation_fs,
+               "n_windows": size.n_windows, "replicas": size.replicas, "truncation_fs": size.truncation_fs,
                "window_batch": 2 * size.n_windows},
         "loss": {"ir": {"weight": 1.0, "grid_step_cm": 0.0}},
         "train": {g: {"enabled": True, "lr": size.lr, "params": list(names), "parameterisation": "relative"}
@@ -151,7 +156,12 @@ def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:
     """A twin experiment of the given size; returns a JSON-ready dict (module docstring)."""
     work = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="twin_"))
     cfg = from_dict(twin_config(size, work))
-    trainer = Trainer(cfg, work)
+    deadline = []  # the refinement's, set while it runs: the evaluations are never cut short
+
+    def out_of_time() -> bool:
+        return bool(deadline) and time.perf_counter() > deadline[0]
+
+    trainer = Trainer(cfg, work, stop_requested=out_of_time)
     grid = wavenumber_grid(4000.0, PAPER_GRID_STEP_CM)
     trainer.set_ir_target(Spectrum(grid, np.ones(grid.size), source="placeholder until the truth is run"))
     u0 = {n: g.zeros() for n, g in trainer.groups.items()}
@@ -172,9 +182,13 @@ def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:
     initial = evaluate(u0)
     compiling.join()
     t0 = time.perf_counter()
+    if size.budget_s > 0:
+        deadline.append(t0 + size.budget_s)
     result = trainer.run()
+    deadline.clear()
     wall = time.perf_counter() - t0
-    u_final = jax.device_get(result.state.u)  # plain host values: the start's types, no recompilation
+    # plain host values: the start's types, no recompilation; the start if stopped before iteration 1
+    u_final = jax.device_get(result.state.u) if result.state else u0
     final = evaluate(u_final)
 
     grid = trainer.problem.ir.grid
@@ -201,7 +215,8 @@ def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:
         "params": {"start": _trained_values(trainer, u0), "final": _trained_values(trainer, u_final),
                    "truth": _trained_values(trainer, u_truth)},
         "size": dataclasses.asdict(size),
-        "iterations": result.state.iteration,
+        "iterations": result.state.iteration if result.state else 0,
+        "status": result.status,
         "train_loss_by_iteration": [e["loss"]["ir"] for e in iters],
         "windows_per_iteration": cfg.md.n_runs,
         "eval_windows": cfg.md.n_runs * size.repeats,

@@ -107,7 +107,8 @@ class TrainState:
 
 @dataclasses.dataclass(frozen=True)
 class RefineResult:
-    """status ("completed" | "stopped"), the final state, θ and φ, and the run directory."""
+    """status ("completed" | "stopped"), the final state, θ and φ (all None when stopped during the
+    initial equilibration), and the run directory."""
 
     status: str
     state: TrainState
@@ -117,11 +118,11 @@ class RefineResult:
 
     @property
     def history(self) -> list[dict]:
-        return list(self.state.history)
+        return list(self.state.history) if self.state else []
 
     @property
     def iterations(self) -> list[dict]:
-        return [e for e in self.state.history if e["kind"] == "iteration"]
+        return [e for e in self.history if e["kind"] == "iteration"]
 
 
 def make_optimizer(cfg: RefineConfig, lr: float) -> tuple[optax.GradientTransformation, optax.Schedule]:
