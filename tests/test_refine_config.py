@@ -76,7 +76,8 @@ def test_paths_resolve_against_the_config_folder(tmp_path):
     assert resolved.run.dir == str((tmp_path / "run").resolve()) and resolved.system.model == "qtip4pf"
 
 
-@pytest.mark.parametrize("name", ["water_ir_quick", "water_ir_mlp_quick", "water_ir_mlp_paper", "argon_diffusion"])
+@pytest.mark.parametrize("name", ["water_ir_quick", "water_ir_mlp_quick", "water_ir_mlp_paper",
+                                  "argon_diffusion"])
 def test_example_configs_build(name, tmp_path):
     """Every example's model, structure, dipole, targets and trainable groups resolve (no MD is run)."""
     from pathlib import Path

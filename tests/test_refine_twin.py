@@ -48,11 +48,13 @@ def test_quick_twin_experiment_lowers_the_ir_loss(tmp_path):
 
 @pytest.mark.slow
 def test_twin_budget_stops_the_refinement_but_not_the_evaluations(tmp_path):
-    """A budget spent before the first update: no iteration, the start evaluated in full as the
-    'refined' model, which with common random numbers reproduces the start's loss exactly."""
-    size = dataclasses.replace(SIZES["quick"], iterations=3, budget_s=1e-9)
+    """A budget spent during the initial NVT: no state, no iteration, and the start evaluated in full
+    (its own NVT included) as the 'refined' model, which with common random numbers reproduces the
+    start's loss exactly."""
+    size = dataclasses.replace(SIZES["quick"], iterations=3, equilibrate_ps=0.05, budget_s=1e-9)
     out = run_twin(size, tmp_path / "run")
     assert (out["status"], out["iterations"], out["train_loss_by_iteration"]) == ("stopped", 0, [])
+    assert not (tmp_path / "run" / "params.json").exists()  # stopped before the trainer had a state
     assert out["params"]["final"] == out["params"]["start"]
     assert np.isfinite(out["ir_loss_initial"]) and out["ir_loss_final"] == out["ir_loss_initial"]
     assert out["band_err_cm-1_final"] == out["band_err_cm-1_initial"] > 0
