@@ -32,6 +32,7 @@ while the first thread compiles and runs the truth's and the start's MD.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import tempfile
 import threading
 import time
@@ -44,7 +45,7 @@ from workbench.bench import override
 from workbench.observables.ir import PAPER_GRID_STEP_CM, WATER_BANDS, band_analysis, wavenumber_grid
 from workbench.observables.spectrum_io import Spectrum
 from workbench.potentials.twin import TWIN_FACTORS, twin_dipole, twin_params
-from workbench.refine import Trainer, from_dict
+from workbench.refine import ConsoleProgress, Trainer, from_dict
 from workbench.refine.parameters import named_leaves
 
 BANDS = ("stretch", "bend", "libration")
@@ -161,7 +162,7 @@ def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:
     def out_of_time() -> bool:
         return bool(deadline) and time.perf_counter() > deadline[0]
 
-    trainer = Trainer(cfg, work, stop_requested=out_of_time)
+    trainer = Trainer(cfg, work, [ConsoleProgress()], stop_requested=out_of_time)
     grid = wavenumber_grid(4000.0, PAPER_GRID_STEP_CM)
     trainer.set_ir_target(Spectrum(grid, np.ones(grid.size), source="placeholder until the truth is run"))
     u0 = {n: g.zeros() for n, g in trainer.groups.items()}
@@ -171,15 +172,19 @@ def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:
 
     key_eq, key_eval = jax.random.split(jax.random.PRNGKey(2024))
 
-    def evaluate(u):
+    def evaluate(u, name):
+        t = time.perf_counter()
         theta, phi = trainer.params(u)
         x, v = trainer.engine.equilibrate(theta, x0, v0, key_eq, size.equilibrate_ps)
-        return trainer.evaluate(theta, phi, x, v, key_eval, size.repeats)
+        out = trainer.evaluate(theta, phi, x, v, key_eval, size.repeats)
+        print(f"twin: {name} evaluated ({size.repeats} × {cfg.md.n_runs} windows) in "
+              f"{time.perf_counter() - t:.0f} s", file=sys.stderr)
+        return out
 
-    truth = evaluate(u_truth)
+    truth = evaluate(u_truth, "truth")
     trainer.set_ir_target(Spectrum(trainer.problem.ir.grid, truth["spectrum"],
                                    source="twin truth (workbench.potentials.twin)"))
-    initial = evaluate(u0)
+    initial = evaluate(u0, "start")
     compiling.join()
     t0 = time.perf_counter()
     if size.budget_s > 0:
@@ -189,7 +194,7 @@ def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:
     wall = time.perf_counter() - t0
     # plain host values: the start's types, no recompilation; the start if stopped before iteration 1
     u_final = jax.device_get(result.state.u) if result.state else u0
-    final = evaluate(u_final)
+    final = evaluate(u_final, "refined model")
 
     grid = trainer.problem.ir.grid
     bands = {name: _bands(grid, e["spectrum"]) for name, e in
