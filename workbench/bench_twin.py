@@ -148,9 +148,14 @@ def _trained_values(trainer: Trainer, u) -> dict:
 
 def run(quick: bool = False, settings=()) -> dict:
     """``workbench bench twin [--quick] [--set FIELD=VALUE ...]`` (see module docstring): the full or
-    quick size with ``TwinSize`` fields overridden, e.g. ``--set n_windows=64`` on a GPU."""
-    size = SIZES["quick" if quick else "full"]
-    return run_twin(TwinSize(**override(dataclasses.asdict(size), settings, "twin")))
+    quick size with ``TwinSize`` fields overridden, e.g. ``--set n_windows=8`` on a CPU."""
+    size = TwinSize(**override(dataclasses.asdict(SIZES["quick" if quick else "full"]), settings, "twin"))
+    if jax.default_backend() == "cpu" and size.n_windows * size.iterations > 64:
+        print(f"twin: {size.iterations} iterations × {2 * size.n_windows} windows is a GPU job; on this CPU "
+              f"expect about {size.iterations * size.n_windows / 2 * 127 / 3600:.0f} h (127 s per 4 windows "
+              "measured on 2 cores); --quick, or --set n_windows=N --set iterations=M, runs a smaller one",
+              file=sys.stderr)
+    return run_twin(size)
 
 
 def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:
