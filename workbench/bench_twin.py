@@ -21,7 +21,8 @@ The truth's evaluation spectrum is the refinement's target.  Keys:
 - ``band_err_cm-1_initial``, ``band_err_cm-1_final``: mean over stretch, bend and libration of
   |ν̃_max(model) − ν̃_max(truth)| (``observables.ir.band_analysis`` on the loss grid), cm⁻¹;
 - ``bands_cm-1``: those maxima per model; ``params``: the trained parameters, start / final / truth;
-- ``iteration_s``: mean wall time of the refinement iterations after the first (JIT excluded).
+- ``iteration_s``: mean wall time of the refinement iterations after the first (JIT excluded);
+- ``status``: "completed", or "stopped" when ``budget_s`` ran out (``iterations`` says how many ran).
 
 Time.  A quick run is mostly compilation: the window gradient (the adjoint VJP through q-TIP4P/F
 with Ewald sums) takes ≈ 33 s of CPU time (12 s tracing, 21 s XLA), the NVE windows ≈ 8 s, the
@@ -197,7 +198,7 @@ def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:
     result = trainer.run()
     deadline.clear()
     wall = time.perf_counter() - t0
-    # plain host values: the start's types, no recompilation; the start if stopped before iteration 1
+    # plain host values: the start's types, no recompilation; the start if no state was kept
     u_final = jax.device_get(result.state.u) if result.state else u0
     final = evaluate(u_final, "refined model")
 
