@@ -226,7 +226,7 @@ def run_twin(size: TwinSize, run_dir: str | None = None) -> dict:
         "params": {"start": _trained_values(trainer, u0), "final": _trained_values(trainer, u_final),
                    "truth": _trained_values(trainer, u_truth)},
         "size": dataclasses.asdict(size),
-        "iterations": result.state.iteration if result.state else 0,
+        "iterations": result.iteration,
         "status": result.status,
         "train_loss_by_iteration": [e["loss"]["ir"] for e in iters],
         "windows_per_iteration": cfg.md.n_runs,

@@ -225,9 +225,8 @@ def _refine(args) -> int:
     else:
         raise UserInputError("give a CONFIG file, or --resume RUNDIR")
     result = trainer.run()
-    last = result.iterations[-1]["loss"] if result.state is not None and result.iterations else None
-    done = 0 if result.state is None else result.state.iteration
-    print(json.dumps({"status": result.status, "iterations": done,
+    last = result.iterations[-1]["loss"] if result.iterations else None
+    print(json.dumps({"status": result.status, "iterations": result.iteration,
                       "run_dir": str(result.run_dir), "loss": last}))
     return 0
 

@@ -117,6 +117,11 @@ class RefineResult:
     run_dir: Path
 
     @property
+    def iteration(self) -> int:
+        """Iterations completed (0 when stopped before the trainer had a state)."""
+        return self.state.iteration if self.state else 0
+
+    @property
     def history(self) -> list[dict]:
         return list(self.state.history) if self.state else []
 
